@@ -1,0 +1,419 @@
+"""What both twins share: the constructor, input checks, initial weights, the
+flat parameter layout and the per-epoch loop. Nothing numeric beyond that.
+
+`fastmlp.MLP` (kernels) and `fastmlp.reference.MLP` (plain NumPy) subclass
+`BaseMLP` and supply the three numeric hooks:
+
+    _train_epoch(data, order, batch_size, settings, step) -> epoch loss
+    _forward_rows(X)                             -> output activations
+    _loss_grad(data, want_grad, want_input_grad) -> (loss, flat grad, dL/dX)
+
+Conventions shared by the twins (and by scikit-learn, whose numbers we match):
+    loss  = (sum_i w_i * l_i + alpha/2 * sum_l ||W_l||^2) / N
+            N = sum_i w_i for reduction="mean", N = 1 for reduction="sum"
+    l_i   = squared error: 1/2 sum_k (out_ik - y_ik)^2
+            sigmoid:       binary cross-entropy summed over outputs
+            softmax:       categorical cross-entropy
+            exp:           Poisson deviance / 2 (scikit-learn's poisson loss)
+    output delta = w_i (out_i - y_i) / N; the L2 term touches weights, not biases.
+    Each mini-batch has its own N. The epoch loss is, as in scikit-learn,
+    sum_b loss_b * n_b / n for "mean" and sum_b loss_b for "sum", where loss_b is
+    taken before the batch's update.
+"""
+
+import numbers
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+HIDDEN_ACTIVATIONS = {"relu": 0, "sigmoid": 1, "logistic": 1, "tanh": 2, "identity": 3}
+OUTPUTS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3}
+OUTPUT_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
+REDUCTIONS = ("mean", "sum")
+OPTIMIZERS = {"sgd": 0, "adam": 1}
+DTYPES = (np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Gradients in the model's layout: `flat` is shaped like `params`;
+    `coefs` and `intercepts` are views into it shaped like `coefs_` / `intercepts_`."""
+
+    flat: np.ndarray
+    coefs: list
+    intercepts: list
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Validated training inputs in the model's dtype. Exactly one of `labels`
+    (softmax: int64 class indices) and `targets` (other outputs: n x k) is non-empty;
+    `sample_weight` is empty when every sample weighs 1."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+    sample_weight: np.ndarray
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    name: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    alpha: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+
+
+def _check_random_state(seed):
+    if seed is None or isinstance(seed, (numbers.Integral, np.integer)):
+        return np.random.RandomState(seed)
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
+        return seed
+    raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; got {seed!r}")
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return int(value)
+
+
+def _real(name, value, low, high=np.inf, low_open=False, high_open=True):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not np.isfinite(value) or too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}; got {value!r}")
+    return value
+
+
+def _numeric_array(name, a, dtype):
+    """A C-contiguous copy-or-view of `a` in `dtype`; rejects what cannot be a number."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+class BaseMLP:
+    """A fully connected network: layer_sizes = (n_inputs, hidden..., n_outputs)."""
+
+    def __init__(self, layer_sizes, activation="relu", output="softmax", *, bias=True,
+                 reduction="mean", dtype=np.float64, random_state=None):
+        sizes = tuple(layer_sizes) if np.iterable(layer_sizes) else None
+        if sizes is None or len(sizes) < 2:
+            raise ValueError(f"layer_sizes must list at least an input and an output size; got {layer_sizes!r}")
+        sizes = tuple(_positive_int("every layer size", s) for s in sizes)
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(HIDDEN_ACTIVATIONS)}")
+        output = OUTPUT_ALIASES.get(output, output)
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose from {sorted(OUTPUTS)}")
+        if output == "softmax" and sizes[-1] < 2:
+            raise ValueError("a softmax output needs at least 2 units; use output='sigmoid' for one")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; choose from {REDUCTIONS}")
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64; got {dtype!r}") from None
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+        self.layer_sizes = sizes
+        self.activation = activation
+        self.output = output
+        self.bias = bool(bias)
+        self.reduction = reduction
+        self.dtype = dtype
+        self.random_state = random_state
+        self._rng = _check_random_state(random_state)
+        self._make_layout()
+        self._init_weights()
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._reset_optimizer()
+
+    # ----------------------------------------------------------------- layout
+    def _make_layout(self):
+        """One flat vector; layer l is W_l (fan_in x fan_out, C order) then b_l."""
+        rows, offset = [], 0
+        for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            w_off = offset
+            offset += fan_in * fan_out
+            b_off = offset
+            if self.bias:
+                offset += fan_out
+            rows.append((fan_in, fan_out, w_off, b_off))
+        # int64 table read by the kernels: fan_in, fan_out, weight offset, bias offset
+        self._layout = np.array(rows, dtype=np.int64)
+        self.params = np.zeros(offset, dtype=self.dtype)
+        self._coefs, self._intercepts = self.unpack(self.params)
+
+    def unpack(self, flat):
+        """Views of a vector in the parameter layout: (list of W_l, list of b_l)."""
+        coefs = [flat[w:w + i * o].reshape(i, o) for i, o, w, _ in self._layout]
+        intercepts = [flat[b:b + o] for _, o, _, b in self._layout] if self.bias else []
+        return coefs, intercepts
+
+    def _init_weights(self):
+        # scikit-learn's Glorot-uniform: per layer, W then b from one uniform draw each.
+        factor = 2.0 if self.activation in ("sigmoid", "logistic") else 6.0
+        for l, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            self._coefs[l][...] = self._rng.uniform(-bound, bound, (fan_in, fan_out))
+            b = self._rng.uniform(-bound, bound, fan_out)
+            if self.bias:
+                self._intercepts[l][...] = b
+
+    @property
+    def n_layers(self):
+        return len(self.layer_sizes) - 1
+
+    # writable views; assigning a whole list checks every array before writing any
+    @property
+    def coefs_(self):
+        return self._coefs
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._assign("coefs_", arrays, self._coefs)
+
+    @property
+    def intercepts_(self):
+        return self._intercepts
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        if not self.bias:
+            raise ValueError("this model has bias=False: it has no intercepts to assign")
+        self._assign("intercepts_", arrays, self._intercepts)
+
+    def set_params_vector(self, flat):
+        """Copy a flat vector (shaped like `params`, same dtype) into the parameters."""
+        self._assign("params", [flat], [self.params])
+
+    def _assign(self, name, arrays, views):
+        arrays = list(arrays)
+        if len(arrays) != len(views):
+            raise ValueError(f"{name} needs {len(views)} arrays; got {len(arrays)}")
+        checked = []
+        for l, (a, v) in enumerate(zip(arrays, views)):
+            a = np.asarray(a)
+            if a.dtype != self.dtype:
+                raise ValueError(f"{name}[{l}] has dtype {a.dtype}; this model holds {self.dtype}")
+            if a.shape != v.shape:
+                raise ValueError(f"{name}[{l}] has shape {a.shape}; expected {v.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}[{l}] contains NaN or infinity")
+            checked.append(a)
+        for a, v in zip(checked, views):
+            v[...] = a
+
+    # ------------------------------------------------------------ validation
+    def _check_X(self, X):
+        X = _numeric_array("X", X, self.dtype)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("X is empty: it has 0 samples")
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"X has {X.shape[1]} features; this model takes {self.layer_sizes[0]}")
+        return X
+
+    def _check_data(self, X, y, sample_weight=None):
+        X = self._check_X(X)
+        n, k = X.shape[0], self.layer_sizes[-1]
+        y = np.asarray(y)
+        if y.shape[:1] != (n,):
+            raise ValueError(f"X has {n} samples but y has {y.shape[0] if y.ndim else 'no'} rows")
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity")
+        labels = np.zeros(0, dtype=np.int64)
+        targets = np.zeros((0, k), dtype=self.dtype)
+        if self.output == "softmax":
+            labels = self._softmax_labels(y, k)
+        else:
+            if y.ndim == 1 and k == 1:
+                y = y[:, None]
+            if y.ndim != 2 or y.shape[1] != k:
+                raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
+            targets = np.ascontiguousarray(y, dtype=self.dtype)
+            if self.output == "sigmoid" and ((targets < 0).any() or (targets > 1).any()):
+                raise ValueError("y for a sigmoid output must lie in [0, 1]")
+            if self.output == "exp" and (targets < 0).any():
+                raise ValueError("y for an exp (Poisson) output must be non-negative")
+        sw = np.zeros(0, dtype=self.dtype)
+        if sample_weight is not None:
+            sw = _numeric_array("sample_weight", sample_weight, self.dtype)
+            if sw.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},); got {sw.shape}")
+            if (sw < 0).any():
+                raise ValueError("sample_weight must be non-negative")
+            if not sw.sum() > 0:
+                raise ValueError("sample_weight must not sum to zero")
+        return TrainingData(X, labels, targets, sw)
+
+    @staticmethod
+    def _softmax_labels(y, k):
+        if y.ndim == 2:
+            if y.shape[1] != k:
+                raise ValueError(f"one-hot y must have {k} columns; got {y.shape[1]}")
+            one_hot = ((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all()
+            if not one_hot:
+                raise ValueError("2-D y for a softmax output must be one-hot (one 1 per row, zeros elsewhere)")
+            return np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64)
+        if y.ndim != 1:
+            raise ValueError(f"y for a softmax output must be labels (n,) or one-hot (n, {k}); got {y.shape}")
+        if y.dtype.kind == "f" and (y != np.round(y)).any():
+            raise ValueError("class labels must be whole numbers")
+        if (y < 0).any() or (y >= k).any():
+            raise ValueError(f"class labels must lie in 0..{k - 1}; got values from {y.min()} to {y.max()}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    @staticmethod
+    def _check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(OPTIMIZERS)}")
+        return OptimizerSettings(
+            name=optimizer,
+            lr=_real("lr", lr, 0.0, low_open=True),
+            momentum=_real("momentum", momentum, 0.0, 1.0),
+            nesterov=bool(nesterov),
+            alpha=_real("alpha", alpha, 0.0),
+            beta_1=_real("beta_1", beta_1, 0.0, 1.0),
+            beta_2=_real("beta_2", beta_2, 0.0, 1.0),
+            epsilon=_real("epsilon", epsilon, 0.0, low_open=True),
+        )
+
+    # --------------------------------------------------------------- training
+    def _reset_optimizer(self):
+        """Momentum velocity, Adam moments and Adam's step count, in the params layout."""
+        self._velocity = np.zeros_like(self.params)
+        self._adam_m = np.zeros_like(self.params)
+        self._adam_v = np.zeros_like(self.params)
+        self._adam_step = 0
+
+    def fit(self, X, y, *, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.0,
+            nesterov=False, alpha=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8, shuffle=True,
+            sample_weight=None, verbose=False):
+        """Train from the current weights for `epochs` passes of mini-batch descent.
+        Optimizer state (velocity, Adam moments) starts afresh; `partial_fit` keeps it."""
+        epochs = _positive_int("epochs", epochs)
+        return self._train(X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
+                           beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh=True)
+
+    def partial_fit(self, X, y, *, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.0,
+                    nesterov=False, alpha=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                    shuffle=True, sample_weight=None, verbose=False):
+        """One epoch over (X, y), continuing the optimizer state of earlier calls."""
+        return self._train(X, y, 1, batch_size, lr, optimizer, momentum, nesterov, alpha,
+                           beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh=False)
+
+    def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
+               beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh):
+        # Check everything before touching the model: a rejected call changes nothing.
+        data = self._check_data(X, y, sample_weight)
+        batch_size = min(_positive_int("batch_size", batch_size), data.n_samples)
+        settings = self._check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon)
+        if fresh or getattr(self, "_optimizer_name", None) != settings.name:
+            self._reset_optimizer()
+        self._optimizer_name = settings.name
+        self._settings = settings
+        n = data.n_samples
+        n_batches = -(-n // batch_size)
+        last_good = np.empty_like(self.params)
+        # As scikit-learn: each epoch shuffles the previous epoch's order again.
+        order = np.arange(n, dtype=np.int64)
+        for _ in range(epochs):
+            if shuffle:
+                self._rng.shuffle(order)
+            np.copyto(last_good, self.params)
+            start = time.perf_counter()
+            epoch_loss = self._train_epoch(data, order, batch_size, settings, self._adam_step)
+            seconds = time.perf_counter() - start
+            self._adam_step += n_batches
+            if not np.isfinite(epoch_loss):
+                np.copyto(self.params, last_good)
+                self._reset_optimizer()
+                raise ValueError(
+                    f"training diverged: the loss became {epoch_loss} in epoch {self.n_iter_ + 1}; "
+                    "the weights of the previous epoch were restored. Try a smaller lr or scale the inputs.")
+            self.loss_curve_.append(float(epoch_loss))
+            self.n_iter_ += 1
+            self.t_ += n
+            if verbose:
+                print(f"epoch {self.n_iter_:4d}  loss {epoch_loss:.6f}  "
+                      f"{seconds * 1e3:8.1f} ms  {n / max(seconds, 1e-12):12.0f} samples/s")
+        return self
+
+    # -------------------------------------------------------------- inference
+    def forward(self, X):
+        """Output activations: probabilities for sigmoid/softmax, values otherwise."""
+        return self._forward_rows(self._check_X(X))
+
+    def predict(self, X):
+        out = self.forward(X)
+        if self.output == "softmax":
+            return out.argmax(axis=1)
+        if self.output == "sigmoid":
+            labels = (out > 0.5).astype(np.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict_proba(self, X):
+        """Class probabilities: (n, C) for softmax, (n, 2) for one sigmoid output,
+        (n, k) independent probabilities for k sigmoid outputs."""
+        if self.output not in ("softmax", "sigmoid"):
+            raise ValueError(f"predict_proba needs a sigmoid or softmax output; this model's is {self.output!r}")
+        out = self.forward(X)
+        if self.output == "sigmoid" and out.shape[1] == 1:
+            return np.hstack([1 - out, out])
+        return out
+
+    def loss(self, X, y, *, sample_weight=None, alpha=0.0):
+        """Loss on (X, y) under the model's reduction, with optional L2 penalty alpha."""
+        data = self._check_data(X, y, sample_weight)
+        return self._loss_grad(data, _real("alpha", alpha, 0.0), False, False)[0]
+
+    def loss_and_grad(self, X, y, *, sample_weight=None, alpha=0.0):
+        """(loss, Gradients): gradients of `loss(X, y)` for every parameter."""
+        data = self._check_data(X, y, sample_weight)
+        loss, flat, _ = self._loss_grad(data, _real("alpha", alpha, 0.0), True, False)
+        coefs, intercepts = self.unpack(flat)
+        return loss, Gradients(flat, coefs, intercepts)
+
+    def input_grad(self, X, y, *, sample_weight=None):
+        """dL/dX, shaped like X."""
+        data = self._check_data(X, y, sample_weight)
+        return self._loss_grad(data, 0.0, False, True)[2]
+
+    def _normaliser(self, data):
+        if self.reduction == "sum":
+            return 1.0
+        return float(data.sample_weight.sum()) if data.sample_weight.size else float(data.n_samples)
+
+    def __repr__(self):
+        return (f"{type(self).__module__}.{type(self).__name__}({list(self.layer_sizes)}, "
+                f"activation={self.activation!r}, output={self.output!r}, bias={self.bias}, "
+                f"reduction={self.reduction!r}, dtype={self.dtype.name})")
