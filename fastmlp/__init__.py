@@ -1,5 +1,10 @@
-"""fastmlp: multilayer perceptrons trained by a Numba-compiled core."""
+"""fastmlp: multilayer perceptrons trained by a Numba-compiled core.
+
+    from fastmlp import MLP            # the compiled trainer
+    from fastmlp.reference import MLP  # its plain NumPy twin, same API and numbers
+"""
 from fastmlp._base import Gradients
+from fastmlp.core import MLP
 
 __version__ = "0.1.0"
-__all__ = ["Gradients", "__version__"]
+__all__ = ["MLP", "Gradients", "__version__"]

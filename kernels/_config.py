@@ -1,0 +1,18 @@
+"""One place for the decorator options every kernel uses.
+
+fastmath keeps the flags that buy speed (reassociation lets sums vectorise) and
+leaves out nnan/ninf: with those, np.isnan/np.isinf compile to False and a
+diverging loss could not be seen. error_model="numpy" makes x/0 give inf, not
+raise, as NumPy does.
+"""
+import functools
+
+import numba
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+
+# Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
+# the hand-written loops; at or above it, BLAS through np.dot(a, b, out).
+BLAS_MIN_MACS = 1 << 15

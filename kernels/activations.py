@@ -1,0 +1,59 @@
+"""Hidden-layer activations and their derivatives, in place over row blocks.
+
+Legend:  b  rows in the block,  m  units in the layer
+    A (b, m)  activations (post-activation values);  D (b, m)  deltas
+
+Derivatives are written in terms of the activation's output a = f(z), so only
+post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
+"""
+import numpy as np
+
+from ._config import jit
+
+RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
+
+
+@jit
+def sigmoid(z):
+    # exp of a non-positive number only: finite for any z, float32 or float64
+    if z >= 0:
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z)
+    return e / (1.0 + e)
+
+
+@jit
+def activate_row(z, activation):
+    """f(z) in place over one row z (m,); the code is tested once per row."""
+    if activation == RELU:
+        for j in range(z.shape[0]):
+            if z[j] < 0:
+                z[j] = 0
+    elif activation == SIGMOID:
+        for j in range(z.shape[0]):
+            z[j] = sigmoid(z[j])
+    elif activation == TANH:
+        for j in range(z.shape[0]):
+            z[j] = np.tanh(z[j])
+
+
+@jit
+def derivative_from_output(a, activation):
+    """f'(z) from a = f(z), for one scalar."""
+    if activation == RELU:
+        return 1.0 if a > 0 else 0.0
+    if activation == SIGMOID:
+        return a * (1.0 - a)
+    if activation == TANH:
+        return 1.0 - a * a
+    return 1.0
+
+
+@jit
+def scale_by_derivative(D, A, activation):
+    """D *= f'(A) elementwise, D and A (b, m)."""
+    if activation == IDENTITY:
+        return
+    for r in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            D[r, j] *= derivative_from_output(A[r, j], activation)
