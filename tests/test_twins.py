@@ -1,0 +1,123 @@
+"""fastmlp.MLP against its NumPy twin over every activation x output x bias x
+reduction x batch size x dtype: forward, loss, every gradient view, dL/dX and
+5-epoch training trajectories."""
+import numpy as np
+import pytest
+
+import fastmlp
+import fastmlp.reference
+from conftest import ACTIVATIONS, OUTPUTS, make_targets
+
+N, SIZES = 23, [5, 7, 4, 3]
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+
+
+def twins(**kw):
+    return fastmlp.MLP(SIZES, **kw), fastmlp.reference.MLP(SIZES, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_forward_loss_and_gradients_match(activation, output, bias, reduction, dtype):
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(N, SIZES[0])), make_targets(output, N, SIZES[-1], rng)
+    sw = rng.random(N) + 0.5
+    fast, ref = twins(activation=activation, output=output, bias=bias, reduction=reduction,
+                      dtype=dtype, random_state=3)
+    assert np.array_equal(fast.params, ref.params)  # identical initial draws
+    tol = TOLERANCE[dtype]
+    out = fast.forward(X)
+    assert out.dtype == dtype
+    assert rel_err(out, ref.forward(X)) < tol
+    for weights in (None, sw):
+        loss_f, grads_f = fast.loss_and_grad(X, y, sample_weight=weights, alpha=0.3)
+        loss_r, grads_r = ref.loss_and_grad(X, y, sample_weight=weights, alpha=0.3)
+        assert abs(loss_f - loss_r) <= tol * abs(loss_r)
+        assert loss_f == pytest.approx(fast.loss(X, y, sample_weight=weights, alpha=0.3), rel=1e-12)
+        assert grads_f.flat.dtype == dtype
+        for view_f, view_r in zip(grads_f.coefs + grads_f.intercepts, grads_r.coefs + grads_r.intercepts):
+            assert view_f.shape == view_r.shape
+            assert rel_err(view_f, view_r) < tol
+        assert rel_err(fast.input_grad(X, y, sample_weight=weights), ref.input_grad(X, y, sample_weight=weights)) < tol
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("batch_size", [1, 6, N], ids=["batch1", "batch6", "batchN"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_five_epoch_trajectories_match(activation, output, bias, reduction, batch_size, dtype):
+    rng = np.random.default_rng(11)
+    X, y = rng.normal(size=(N, SIZES[0])), make_targets(output, N, SIZES[-1], rng)
+    fast, ref = twins(activation=activation, output=output, bias=bias, reduction=reduction,
+                      dtype=dtype, random_state=5)
+    lr = 0.01 if reduction == "mean" else 0.01 / N
+    for model in (fast, ref):
+        model.fit(X, y, epochs=5, batch_size=batch_size, lr=lr, momentum=0.5, nesterov=True, alpha=1e-3)
+        model.partial_fit(X, y, batch_size=batch_size, lr=lr, optimizer="adam")
+        model.partial_fit(X, y, batch_size=batch_size, lr=lr, optimizer="adam")
+    tol = TOLERANCE[dtype]
+    assert fast.params.dtype == dtype
+    assert rel_err(fast.params, ref.params) < tol
+    assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
+    assert len(fast.loss_curve_) == 7
+
+
+def test_views_are_the_flat_parameters():
+    model = fastmlp.MLP([3, 4, 2], random_state=0)
+    model.coefs_[0][1, 2] = 5.0
+    model.intercepts_[1][:] = -1.0
+    W0 = model.coefs_[0]
+    assert model.params[1 * 4 + 2] == 5.0
+    assert np.all(model.params[3 * 4 + 4 + 4 * 2:] == -1.0)
+    model.fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1)
+    assert W0 is model.coefs_[0] and np.shares_memory(W0, model.params)  # updated in place
+
+
+def test_training_starts_from_weights_the_user_set():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    a = fastmlp.MLP([4, 5, 3], random_state=1)
+    b = fastmlp.reference.MLP([4, 5, 3], random_state=2)
+    b.coefs_ = [W.copy() for W in a.coefs_]
+    b.intercepts_ = [v.copy() for v in a.intercepts_]
+    a.fit(X, y, epochs=3, shuffle=False)
+    b.fit(X, y, epochs=3, shuffle=False)
+    assert rel_err(a.params, b.params) < 1e-12
+
+
+def test_float32_model_keeps_float32_everywhere():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    model = fastmlp.MLP([6, 8, 3], dtype=np.float32, random_state=0).fit(X, y, epochs=2)
+    assert model.params.dtype == np.float32
+    assert all(W.dtype == np.float32 for W in model.coefs_ + model.intercepts_)
+    assert model.forward(X).dtype == np.float32
+    assert model.predict_proba(X).dtype == np.float32
+    assert model.loss_and_grad(X, y)[1].flat.dtype == np.float32
+
+
+def test_extreme_logits_stay_finite():
+    """Logits of +-1e4 in both dtypes: finite losses, outputs and gradients."""
+    for dtype in (np.float32, np.float64):
+        for output, y in (("sigmoid", np.array([[0.0], [1.0], [1.0], [0.0]])), ("softmax", np.array([0, 1, 1, 0]))):
+            k = 1 if output == "sigmoid" else 2
+            for Impl in (fastmlp.MLP, fastmlp.reference.MLP):
+                model = Impl([1, k], "identity", output, dtype=dtype, random_state=0)
+                model.coefs_ = [np.full((1, k), 1.0, dtype) * np.arange(1, k + 1, dtype=dtype)]
+                model.intercepts_ = [np.zeros(k, dtype)]
+                X = np.array([[1e4], [1e4], [-1e4], [-1e4]])
+                loss, grads = model.loss_and_grad(X, y)
+                assert np.isfinite(loss) and np.isfinite(grads.flat).all()
+                assert np.isfinite(model.forward(X)).all()
+                # the wrong-side rows pay a loss of ~|logit gap| = 1e4: stable, not inf
+                assert 1e3 < loss < 1e5
