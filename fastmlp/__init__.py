@@ -4,7 +4,8 @@
     from fastmlp.reference import MLP  # its plain NumPy twin, same API and numbers
 """
 from fastmlp._base import Gradients
+from fastmlp._gradcheck import gradcheck
 from fastmlp.core import MLP
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Gradients", "__version__"]
+__all__ = ["MLP", "Gradients", "gradcheck", "__version__"]

@@ -11,7 +11,7 @@ import pytest
 import fastmlp
 import fastmlp.reference
 from conftest import ACTIVATIONS, OUTPUTS, make_targets
-from fastmlp.gradcheck import gradcheck
+from fastmlp import gradcheck
 
 IMPLEMENTATIONS = [fastmlp.MLP, fastmlp.reference.MLP]
 
@@ -57,7 +57,7 @@ def test_catches_a_broken_reference_derivative(monkeypatch):
 
 BROKEN_KERNEL = textwrap.dedent("""
     import numpy as np, fastmlp
-    from fastmlp.gradcheck import gradcheck
+    from fastmlp import gradcheck
     import fastmlp.kernels.dense as dense
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(12, 3)), rng.integers(0, 2, 12)
