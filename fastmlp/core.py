@@ -38,7 +38,8 @@ class MLP(BaseMLP):
         cast = self.dtype.type
         return network.train_epoch(
             self.params, self._grads, self._velocity, self._adam_m, self._adam_v,
-            acts, deltas, x_batch, data.X, data.labels, data.targets, data.sample_weight, order,
+            acts, deltas, x_batch, data.X.reshape(-1), data.labels, data.targets,
+            data.sample_weight, order,
             self._layout, activation, output, self.bias, self.reduction == "mean",
             batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
             cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step)
@@ -49,8 +50,8 @@ class MLP(BaseMLP):
         acts = np.empty(cap * units, self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
-        network.predict_outputs(out, X, self.params, self._layout, acts, cap, activation, output,
-                                self.bias)
+        network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
+                                activation, output, self.bias)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
@@ -62,7 +63,7 @@ class MLP(BaseMLP):
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
         loss = network.loss_and_backward(
-            grads, acts, deltas, data.X, np.arange(n, dtype=np.int64), data.labels, data.targets,
-            data.sample_weight, self.params, self._layout, n, activation, output, self.bias,
-            self.reduction == "mean", self.dtype.type(alpha), want_grad, dx)
+            grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64), data.labels,
+            data.targets, data.sample_weight, self.params, self._layout, n, activation, output, self.bias,
+            self.reduction == "mean", self.dtype.type(alpha), want_grad, dx.reshape(-1))
         return float(loss), grads if want_grad else None, dx if want_input_grad else None

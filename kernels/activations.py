@@ -1,7 +1,7 @@
 """Hidden-layer activations and their derivatives, in place over row blocks.
 
-Legend:  b  rows in the block,  m  units in the layer
-    A (b, m)  activations (post-activation values);  D (b, m)  deltas
+Legend:  rows  rows in the block,  m  units in the layer
+    Z (rows, m)  pre-activations in, activations out
 
 Derivatives are written in terms of the activation's output a = f(z), so only
 post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
@@ -23,18 +23,22 @@ def sigmoid(z):
 
 
 @jit
-def activate_row(z, activation):
-    """f(z) in place over one row z (m,); the code is tested once per row."""
+def activate_rows(Z, activation):
+    """f(z) in place over a (rows, m) block; the code is tested once per block."""
+    rows, m = Z.shape
     if activation == RELU:
-        for j in range(z.shape[0]):
-            if z[j] < 0:
-                z[j] = 0
+        for r in range(rows):
+            for j in range(m):
+                if Z[r, j] < 0:  # not max(): a NaN must stay NaN, as in NumPy
+                    Z[r, j] = 0
     elif activation == SIGMOID:
-        for j in range(z.shape[0]):
-            z[j] = sigmoid(z[j])
+        for r in range(rows):
+            for j in range(m):
+                Z[r, j] = sigmoid(Z[r, j])
     elif activation == TANH:
-        for j in range(z.shape[0]):
-            z[j] = np.tanh(z[j])
+        for r in range(rows):
+            for j in range(m):
+                Z[r, j] = np.tanh(Z[r, j])
 
 
 @jit
@@ -47,13 +51,3 @@ def derivative_from_output(a, activation):
     if activation == TANH:
         return 1.0 - a * a
     return 1.0
-
-
-@jit
-def scale_by_derivative(D, A, activation):
-    """D *= f'(A) elementwise, D and A (b, m)."""
-    if activation == IDENTITY:
-        return
-    for r in range(D.shape[0]):
-        for j in range(D.shape[1]):
-            D[r, j] *= derivative_from_output(A[r, j], activation)

@@ -4,55 +4,44 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
          n  rows in the data set,  u  units summed over all layers but the input
     params, grads (p,)        every W_l (fan_in x fan_out, C order) then b_l, by layer
     layout (L, 4) int64       per layer: fan_in, fan_out, weight offset, bias offset
-    acts, deltas (cap * u,)   per layer a (cap, fan_out) block; a batch of b rows
-                              uses the first b rows of each block
+    acts, deltas (cap * u,)   layer l's (cap, fan_out) block starts at cap * (units of
+                              the layers before l); a batch of b rows uses its first b rows
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
-    X (n, n_in), order (n,)   data and this epoch's row order
+    X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
+    targets (n, k)            as in losses.py
 
 One compiled call runs a whole epoch: for each mini-batch, gather, forward,
 fused output + loss + delta, backward, optimizer step. Nothing is allocated
-per mini-batch: every array below is a view of a buffer passed in.
+per mini-batch and no view is made outside the BLAS calls of large layers.
 """
 from ._config import jit
-from .dense import dense_backward_input, dense_backward_params, dense_forward
 from .activations import IDENTITY
-from .losses import output_delta, output_rows
+from .dense import dense_backward_input, dense_backward_params, dense_forward, matrix
+from .losses import output_delta, output_row
 from .optimizers import ADAM, adam_step, sgd_step
 
 
 @jit
-def layer_weights(params, layout, l):
-    fan_in, fan_out, w_off, _ = layout[l]
-    return params[w_off:w_off + fan_in * fan_out].reshape((fan_in, fan_out))
-
-
-@jit
-def layer_biases(params, layout, l):
-    fan_out, b_off = layout[l, 1], layout[l, 3]
-    return params[b_off:b_off + fan_out]
-
-
-@jit
-def block(buffer, layout, l, cap, rows):
-    """Layer l's (rows, fan_out) block of an activation or delta buffer."""
-    start = 0
+def block_offset(layout, l, cap):
+    """Where layer l's block starts in an activation or delta buffer."""
+    units = 0
     for k in range(l):
-        start += cap * layout[k, 1]
-    return buffer[start:start + rows * layout[l, 1]].reshape((rows, layout[l, 1]))
+        units += layout[k, 1]
+    return cap * units
 
 
 @jit
-def forward(acts, x, params, layout, cap, activation, has_bias):
-    """Every layer's activations for the rows of x; the last block holds logits."""
-    rows = x.shape[0]
+def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
+    """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
-    inputs = x
+    inputs, in_off = x, x_off
     for l in range(n_layers):
-        out = block(acts, layout, l, cap, rows)
+        out_off = block_offset(layout, l, cap)
         f = activation if l < n_layers - 1 else IDENTITY
-        dense_forward(out, inputs, layer_weights(params, layout, l), layer_biases(params, layout, l), has_bias, f)
-        inputs = out
-    return inputs
+        dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
+                      layout[l, 0], layout[l, 1], has_bias, f)
+        inputs, in_off = acts, out_off
+    return in_off
 
 
 @jit
@@ -60,20 +49,21 @@ def l2_penalty(params, layout):
     """1/2 sum of squared weights (biases excluded)."""
     total = 0.0
     for l in range(layout.shape[0]):
-        fan_in, fan_out, w_off, _ = layout[l]
-        for i in range(w_off, w_off + fan_in * fan_out):
-            total += params[i] * params[i]
+        w_off = layout[l, 2]
+        for p in range(w_off, w_off + layout[l, 0] * layout[l, 1]):
+            total += params[p] * params[p]
     return 0.5 * total
 
 
 @jit
-def loss_and_backward(grads, acts, deltas, x, rows, labels, targets, sample_weight, params, layout,
-                      cap, activation, output, has_bias, mean, alpha, want_grad, dx):
-    """Forward, fused output loss, and (want_grad) backward into grads; dx (rows x n_in,
-    may be empty) receives dL/dx. Returns the batch loss with its L2 penalty."""
-    b = x.shape[0]
-    n_layers = layout.shape[0]
-    logits = forward(acts, x, params, layout, cap, activation, has_bias)
+def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
+                      layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx):
+    """Forward, fused output loss, and (want_grad) backward into grads for the rows
+    rows[:] whose inputs sit at x_off; dx (rows x n_in, flat; may be empty) receives
+    dL/dx. Returns the batch loss with its L2 penalty, divided by the normaliser."""
+    b = rows.shape[0]
+    last = layout.shape[0] - 1
+    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias)
     norm = 1.0
     if mean:
         if sample_weight.shape[0]:
@@ -83,25 +73,32 @@ def loss_and_backward(grads, acts, deltas, x, rows, labels, targets, sample_weig
         else:
             norm = b
     scale = params.dtype.type(1.0 / norm)
-    last = n_layers - 1
-    total = output_delta(block(deltas, layout, last, cap, b), logits, rows, labels, targets,
-                         sample_weight, output, scale)
+    k = layout[last, 1]
+    total = output_delta(matrix(deltas, block_offset(layout, last, cap), b, k),
+                         matrix(acts, logits, b, k), rows, labels, targets, sample_weight, output,
+                         scale)
     if alpha != 0:
         total += alpha * l2_penalty(params, layout)
     if not want_grad and dx.shape[0] == 0:
         return total / norm
     decay = params.dtype.type(alpha / norm)
     for l in range(last, -1, -1):
-        D = block(deltas, layout, l, cap, b)
-        A = x if l == 0 else block(acts, layout, l - 1, cap, b)
-        W = layer_weights(params, layout, l)
-        if want_grad:
-            dense_backward_params(layer_weights(grads, layout, l), layer_biases(grads, layout, l), A, D, W,
-                                  decay, has_bias)
+        fan_in, fan_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        d_off = block_offset(layout, l, cap)
         if l > 0:
-            dense_backward_input(block(deltas, layout, l - 1, cap, b), D, W, A, activation)
-        elif dx.shape[0]:
-            dense_backward_input(dx, D, W, A, IDENTITY)
+            a_off = block_offset(layout, l - 1, cap)
+            if want_grad:
+                dense_backward_params(grads, acts, a_off, deltas, d_off, params, w_off, b_off, b,
+                                      fan_in, fan_out, decay, has_bias)
+            dense_backward_input(deltas, a_off, deltas, d_off, params, w_off, acts, a_off, b,
+                                 fan_in, fan_out, activation)
+        else:
+            if want_grad:
+                dense_backward_params(grads, x, x_off, deltas, d_off, params, w_off, b_off, b,
+                                      fan_in, fan_out, decay, has_bias)
+            if dx.shape[0]:
+                dense_backward_input(dx, 0, deltas, d_off, params, w_off, x, x_off, b, fan_in,
+                                     fan_out, IDENTITY)
     return total / norm
 
 
@@ -112,20 +109,21 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
                 step):
     """One epoch of mini-batch descent over X in `order`; returns the epoch loss
     (scikit-learn's: mean of batch losses weighted by batch rows, or their sum)."""
-    n, n_in = X.shape
-    no_dx = x_batch[:0].reshape((0, n_in))
+    n = order.shape[0]
+    n_in = layout[0, 0]
+    no_dx = x_batch[:0]
     epoch_loss = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        b = stop - start
         rows = order[start:stop]
-        x = x_batch[:b * n_in].reshape((b, n_in))
-        for r in range(b):
-            x[r, :] = X[rows[r]]
-        loss = loss_and_backward(grads, acts, deltas, x, rows, labels, targets, sample_weight, params,
-                                 layout, batch_size, activation, output, has_bias, mean, alpha,
-                                 True, no_dx)
-        epoch_loss += loss * b if mean else loss
+        for r in range(stop - start):
+            src = rows[r] * n_in
+            for j in range(n_in):
+                x_batch[r * n_in + j] = X[src + j]
+        loss = loss_and_backward(grads, acts, deltas, x_batch, 0, rows, labels, targets,
+                                 sample_weight, params, layout, batch_size, activation, output,
+                                 has_bias, mean, alpha, True, no_dx)
+        epoch_loss += loss * (stop - start) if mean else loss
         step += 1
         if optimizer == ADAM:
             adam_step(params, grads, adam_m, adam_v, lr, beta_1, beta_2, epsilon, step)
@@ -136,10 +134,14 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
 
 @jit
 def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_bias):
-    """Outputs for every row of X, cap rows at a time, into out (n, k)."""
-    n = X.shape[0]
+    """Outputs for every row of X (flat, row-major), cap rows at a time, into out (n, k)."""
+    n_in, k = layout[0, 0], layout[layout.shape[0] - 1, 1]
+    n = X.shape[0] // n_in
     for start in range(0, n, cap):
-        stop = min(start + cap, n)
-        logits = forward(acts, X[start:stop], params, layout, cap, activation, has_bias)
-        output_rows(logits, output)
-        out[start:stop] = logits
+        rows = min(start + cap, n) - start
+        logits = forward(acts, X, start * n_in, params, layout, cap, rows, activation, has_bias)
+        Z = matrix(acts, logits, rows, k)
+        for r in range(rows):
+            output_row(Z, r, output)
+            for j in range(k):
+                out[start + r, j] = Z[r, j]
