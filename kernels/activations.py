@@ -1,7 +1,7 @@
 """Hidden-layer activations and their derivatives, in place over row blocks.
 
-Legend:  rows  rows in the block,  m  units in the layer
-    Z (rows, m)  pre-activations in, activations out
+Legend:  m  units in the layer
+    z (m,)  one row: pre-activations in, activations out
 
 Derivatives are written in terms of the activation's output a = f(z), so only
 post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
@@ -23,22 +23,18 @@ def sigmoid(z):
 
 
 @jit
-def activate_rows(Z, activation):
-    """f(z) in place over a (rows, m) block; the code is tested once per block."""
-    rows, m = Z.shape
+def activate_row(z, activation):
+    """f(z) in place over one row z (m,); the code is tested once per row."""
     if activation == RELU:
-        for r in range(rows):
-            for j in range(m):
-                if Z[r, j] < 0:  # not max(): a NaN must stay NaN, as in NumPy
-                    Z[r, j] = 0
+        for j in range(z.shape[0]):
+            if z[j] < 0:  # not max(): a NaN must stay NaN, as in NumPy
+                z[j] = 0
     elif activation == SIGMOID:
-        for r in range(rows):
-            for j in range(m):
-                Z[r, j] = sigmoid(Z[r, j])
+        for j in range(z.shape[0]):
+            z[j] = sigmoid(z[j])
     elif activation == TANH:
-        for r in range(rows):
-            for j in range(m):
-                Z[r, j] = np.tanh(Z[r, j])
+        for j in range(z.shape[0]):
+            z[j] = np.tanh(z[j])
 
 
 @jit

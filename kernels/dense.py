@@ -1,13 +1,14 @@
 """Fully connected layers over flat buffers: forward with a fused bias +
 activation epilogue, and the backward products.
 
-Buffers are 1-D; each call takes the (rows, cols) matrices it needs as 2-D
-views at given offsets, once per layer and batch (llm.c's named views), and
-indexes them only with range() loop counters: numba's negative-index check
-then folds away and the inner loops vectorise. Small products run as
-hand-written loops; large ones call BLAS through np.dot(a, b, out), which
-allocates nothing when given `out`. Which path runs is decided by size alone,
-never by thread count.
+Buffers are 1-D and matrices are addressed by offset: M (r, c) at `off` has
+row i at off + i*c. Small products run as hand-written loops over 1-D row
+slices, indexed only by range() counters: a slice costs ~1 ns (numba's
+reshape ~16-40 ns, which dominated a one-row mini-batch), and range counters
+let the negative-index check fold away so the inner loops vectorise. Large
+products call BLAS through np.dot(a, b, out) on 2-D views, which allocates
+nothing when given `out`. Which path runs is decided by size alone, never by
+thread count.
 
 Legend:  b  rows,  i  fan_in,  o  fan_out
     A (b, i)  layer input at a_off       W (i, o) at w_off,  bias (o,) at b_off (in params)
@@ -17,7 +18,7 @@ Legend:  b  rows,  i  fan_in,  o  fan_out
 import numpy as np
 
 from ._config import BLAS_MIN_MACS, jit
-from .activations import IDENTITY, RELU, activate_rows, derivative_from_output
+from .activations import IDENTITY, RELU, activate_row, derivative_from_output
 
 
 @jit
@@ -27,89 +28,100 @@ def use_blas(rows, fan_in, fan_out):
 
 @jit
 def matrix(buffer, offset, rows, cols):
-    """The (rows, cols) C-ordered view at `offset` of a flat buffer."""
+    """The (rows, cols) C-ordered view at `offset` of a flat buffer (BLAS path)."""
     return buffer[offset:offset + rows * cols].reshape((rows, cols))
+
+
+@jit
+def row(buffer, offset, i, cols):
+    """Row i of the (?, cols) matrix at `offset` of a flat buffer."""
+    start = offset + i * cols
+    return buffer[start:start + cols]
 
 
 @jit
 def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
                   activation):
     """Z = f(A @ W + bias)."""
-    Zm = matrix(Z, z_off, rows, fan_out)
-    Am = matrix(A, a_off, rows, fan_in)
-    W = matrix(params, w_off, fan_in, fan_out)
     bias = params[b_off:b_off + fan_out]
     if use_blas(rows, fan_in, fan_out):
-        np.dot(Am, W, Zm)
-        if has_bias:
-            for r in range(rows):
-                for j in range(fan_out):
-                    Zm[r, j] += bias[j]
-    else:
+        np.dot(matrix(A, a_off, rows, fan_in), matrix(params, w_off, fan_in, fan_out),
+               matrix(Z, z_off, rows, fan_out))
         for r in range(rows):
-            for j in range(fan_out):
-                Zm[r, j] = bias[j] if has_bias else 0
-            for k in range(fan_in):
-                ak = Am[r, k]
+            z = row(Z, z_off, r, fan_out)
+            if has_bias:
                 for j in range(fan_out):
-                    Zm[r, j] += ak * W[k, j]
-    activate_rows(Zm, activation)
+                    z[j] += bias[j]
+            activate_row(z, activation)
+        return
+    for r in range(rows):
+        z = row(Z, z_off, r, fan_out)
+        a = row(A, a_off, r, fan_in)
+        for j in range(fan_out):
+            z[j] = bias[j] if has_bias else 0
+        for k in range(fan_in):
+            ak = a[k]
+            w = row(params, w_off, k, fan_out)
+            for j in range(fan_out):
+                z[j] += ak * w[j]
+        activate_row(z, activation)
 
 
 @jit
 def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows, fan_in, fan_out,
                           decay, has_bias):
     """dW = A.T @ D + decay * W;  dbias = column sums of D."""
-    Am = matrix(A, a_off, rows, fan_in)
-    Dm = matrix(D, d_off, rows, fan_out)
-    W = matrix(params, w_off, fan_in, fan_out)
-    dW = matrix(grads, w_off, fan_in, fan_out)
+    size = fan_in * fan_out
+    W, dW = params[w_off:w_off + size], grads[w_off:w_off + size]
     if use_blas(rows, fan_in, fan_out):
-        np.dot(Am.T, Dm, dW)
+        np.dot(matrix(A, a_off, rows, fan_in).T, matrix(D, d_off, rows, fan_out),
+               matrix(grads, w_off, fan_in, fan_out))
         if decay != 0:
-            for k in range(fan_in):
-                for j in range(fan_out):
-                    dW[k, j] += decay * W[k, j]
+            for p in range(size):
+                dW[p] += decay * W[p]
     else:
-        for k in range(fan_in):
-            for j in range(fan_out):
-                dW[k, j] = decay * W[k, j]
+        for p in range(size):
+            dW[p] = decay * W[p]
         for r in range(rows):
+            a = row(A, a_off, r, fan_in)
+            d = row(D, d_off, r, fan_out)
             for k in range(fan_in):
-                ak = Am[r, k]
+                ak = a[k]
+                g = row(grads, w_off, k, fan_out)
                 for j in range(fan_out):
-                    dW[k, j] += ak * Dm[r, j]
+                    g[j] += ak * d[j]
     if has_bias:
         dbias = grads[b_off:b_off + fan_out]
         for j in range(fan_out):
             dbias[j] = 0
         for r in range(rows):
+            d = row(D, d_off, r, fan_out)
             for j in range(fan_out):
-                dbias[j] += Dm[r, j]
+                dbias[j] += d[j]
 
 
 @jit
 def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in, fan_out,
                          activation):
     """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor)."""
-    dAm = matrix(dA, da_off, rows, fan_in)
-    Dm = matrix(D, d_off, rows, fan_out)
-    W = matrix(params, w_off, fan_in, fan_out)
-    Am = matrix(A, a_off, rows, fan_in)
     if use_blas(rows, fan_in, fan_out):
-        np.dot(Dm, W.T, dAm)
+        np.dot(matrix(D, d_off, rows, fan_out), matrix(params, w_off, fan_in, fan_out).T,
+               matrix(dA, da_off, rows, fan_in))
         if activation != IDENTITY:
-            for r in range(rows):
-                for k in range(fan_in):
-                    dAm[r, k] *= derivative_from_output(Am[r, k], activation)
+            da, a = dA[da_off:da_off + rows * fan_in], A[a_off:a_off + rows * fan_in]
+            for p in range(rows * fan_in):
+                da[p] *= derivative_from_output(a[p], activation)
         return
     for r in range(rows):
+        d = row(D, d_off, r, fan_out)
+        a = row(A, a_off, r, fan_in)
+        da = row(dA, da_off, r, fan_in)
         for k in range(fan_in):
-            a = Am[r, k]
-            if activation == RELU and a <= 0:
-                dAm[r, k] = 0  # relu' = 0: skip the dot product
+            if activation == RELU and a[k] <= 0:
+                da[k] = 0  # relu' = 0: skip the dot product
                 continue
+            w = row(params, w_off, k, fan_out)
             s = 0.0
             for j in range(fan_out):
-                s += Dm[r, j] * W[k, j]
-            dAm[r, k] = s * derivative_from_output(a, activation)
+                s += d[j] * w[j]
+            da[k] = s * derivative_from_output(a[k], activation)

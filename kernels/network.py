@@ -16,7 +16,7 @@ per mini-batch and no view is made outside the BLAS calls of large layers.
 """
 from ._config import jit
 from .activations import IDENTITY
-from .dense import dense_backward_input, dense_backward_params, dense_forward, matrix
+from .dense import dense_backward_input, dense_backward_params, dense_forward, row
 from .losses import output_delta, output_row
 from .optimizers import ADAM, adam_step, sgd_step
 
@@ -74,9 +74,8 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
             norm = b
     scale = params.dtype.type(1.0 / norm)
     k = layout[last, 1]
-    total = output_delta(matrix(deltas, block_offset(layout, last, cap), b, k),
-                         matrix(acts, logits, b, k), rows, labels, targets, sample_weight, output,
-                         scale)
+    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, k, rows, labels,
+                         targets, sample_weight, output, scale)
     if alpha != 0:
         total += alpha * l2_penalty(params, layout)
     if not want_grad and dx.shape[0] == 0:
@@ -140,8 +139,8 @@ def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_b
     for start in range(0, n, cap):
         rows = min(start + cap, n) - start
         logits = forward(acts, X, start * n_in, params, layout, cap, rows, activation, has_bias)
-        Z = matrix(acts, logits, rows, k)
         for r in range(rows):
-            output_row(Z, r, output)
+            z = row(acts, logits, r, k)
+            output_row(z, output)
             for j in range(k):
-                out[start + r, j] = Z[r, j]
+                out[start + r, j] = z[j]
