@@ -16,6 +16,8 @@ Conventions shared by the twins (and by scikit-learn, whose numbers we match):
             softmax:       categorical cross-entropy
             exp:           Poisson deviance / 2 (scikit-learn's poisson loss)
     output delta = w_i (out_i - y_i) / N; the L2 term touches weights, not biases.
+    A mini-batch whose weights sum to 0 has loss 0 and gradient 0 (scikit-learn
+    would divide 0 by 0).
     Each mini-batch has its own N. The epoch loss is, as in scikit-learn,
     sum_b loss_b * n_b / n for "mean" and sum_b loss_b for "sum", where loss_b is
     taken before the batch's update.
@@ -71,6 +73,34 @@ class OptimizerSettings:
     beta_1: float
     beta_2: float
     epsilon: float
+
+
+class LayerViews(tuple):
+    """Per-layer views into the flat parameters. `views[l] = array` checks the
+    array and copies it into the view; the view itself is never replaced, so
+    `params` and every layer stay one buffer."""
+
+    def __new__(cls, views, name, dtype):
+        self = super().__new__(cls, views)
+        self._name, self._dtype = name, dtype
+        return self
+
+    def __setitem__(self, l, array):
+        if not isinstance(l, (numbers.Integral, np.integer)):
+            raise TypeError(f"{self._name} takes one layer index at a time; got {l!r}")
+        view = self[l]
+        view[...] = _checked_weights(f"{self._name}[{l}]", array, view, self._dtype)
+
+
+def _checked_weights(name, array, view, dtype):
+    array = np.asarray(array)
+    if array.dtype != dtype:
+        raise ValueError(f"{name} has dtype {array.dtype}; this model holds {dtype}")
+    if array.shape != view.shape:
+        raise ValueError(f"{name} has shape {array.shape}; expected {view.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
 
 
 def _check_random_state(seed):
@@ -166,7 +196,9 @@ class BaseMLP:
         # int64 table read by the kernels: fan_in, fan_out, weight offset, bias offset
         self._layout = np.array(rows, dtype=np.int64)
         self.params = np.zeros(offset, dtype=self.dtype)
-        self._coefs, self._intercepts = self.unpack(self.params)
+        coefs, intercepts = self.unpack(self.params)
+        self._coefs = LayerViews(coefs, "coefs_", self.dtype)
+        self._intercepts = LayerViews(intercepts, "intercepts_", self.dtype)
 
     def unpack(self, flat):
         """Views of a vector in the parameter layout: (list of W_l, list of b_l)."""
@@ -210,21 +242,14 @@ class BaseMLP:
     def set_params_vector(self, flat):
         """Copy a flat vector (shaped like `params`, same dtype) into the parameters."""
         self._assign("params", [flat], [self.params])
+        # (a one-element list: the same all-or-nothing checks as coefs_ and intercepts_)
 
     def _assign(self, name, arrays, views):
         arrays = list(arrays)
         if len(arrays) != len(views):
             raise ValueError(f"{name} needs {len(views)} arrays; got {len(arrays)}")
-        checked = []
-        for l, (a, v) in enumerate(zip(arrays, views)):
-            a = np.asarray(a)
-            if a.dtype != self.dtype:
-                raise ValueError(f"{name}[{l}] has dtype {a.dtype}; this model holds {self.dtype}")
-            if a.shape != v.shape:
-                raise ValueError(f"{name}[{l}] has shape {a.shape}; expected {v.shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name}[{l}] contains NaN or infinity")
-            checked.append(a)
+        checked = [_checked_weights(f"{name}[{l}]", a, v, self.dtype)
+                   for l, (a, v) in enumerate(zip(arrays, views))]
         for a, v in zip(checked, views):
             v[...] = a
 
@@ -247,8 +272,6 @@ class BaseMLP:
             raise ValueError(f"X has {n} samples but y has {y.shape[0] if y.ndim else 'no'} rows")
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinity")
         labels = np.zeros(0, dtype=np.int64)
         targets = np.zeros((0, k), dtype=self.dtype)
         if self.output == "softmax":
@@ -259,6 +282,8 @@ class BaseMLP:
             if y.ndim != 2 or y.shape[1] != k:
                 raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
             targets = np.ascontiguousarray(y, dtype=self.dtype)
+            if not np.isfinite(targets).all():  # after the cast: 1e300 is inf in float32
+                raise ValueError(f"y contains NaN or infinity (in {self.dtype})")
             if self.output == "sigmoid" and ((targets < 0).any() or (targets > 1).any()):
                 raise ValueError("y for a sigmoid output must lie in [0, 1]")
             if self.output == "exp" and (targets < 0).any():
@@ -276,6 +301,8 @@ class BaseMLP:
 
     @staticmethod
     def _softmax_labels(y, k):
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity")
         if y.ndim == 2:
             if y.shape[1] != k:
                 raise ValueError(f"one-hot y must have {k} columns; got {y.shape[1]}")

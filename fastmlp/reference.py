@@ -110,14 +110,15 @@ class MLP(BaseMLP):
         else:
             norm = len(X) if self.reduction == "mean" else 1.0
         penalty = 0.5 * alpha * sum((W * W).sum() for W in self.coefs_)
-        loss = (losses.sum() + penalty) / norm
-        delta /= norm
+        inv_norm = 1.0 / norm if norm > 0 else 0.0  # a batch of zero weight: no loss, no gradient
+        loss = (losses.sum() + penalty) * inv_norm
+        delta *= inv_norm
 
         coef_grads = [None] * self.n_layers
         intercept_grads = [None] * self.n_layers
         for l in range(self.n_layers - 1, -1, -1):
             W = self.coefs_[l]
-            coef_grads[l] = acts[l].T @ delta + (alpha / norm) * W
+            coef_grads[l] = acts[l].T @ delta + (alpha * inv_norm) * W
             intercept_grads[l] = delta.sum(axis=0)
             if l > 0 or want_input_grad:
                 delta = delta @ W.T

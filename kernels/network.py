@@ -72,15 +72,16 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
                 norm += sample_weight[rows[r]]
         else:
             norm = b
-    scale = params.dtype.type(1.0 / norm)
+    inv_norm = 1.0 / norm if norm > 0 else 0.0  # a batch of zero weight: no loss, no gradient
+    scale = params.dtype.type(inv_norm)
     k = layout[last, 1]
     total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, k, rows, labels,
                          targets, sample_weight, output, scale)
     if alpha != 0:
         total += alpha * l2_penalty(params, layout)
     if not want_grad and dx.shape[0] == 0:
-        return total / norm
-    decay = params.dtype.type(alpha / norm)
+        return total * inv_norm
+    decay = params.dtype.type(alpha * inv_norm)
     for l in range(last, -1, -1):
         fan_in, fan_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         d_off = block_offset(layout, l, cap)
@@ -98,7 +99,7 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
             if dx.shape[0]:
                 dense_backward_input(dx, 0, deltas, d_off, params, w_off, x, x_off, b, fan_in,
                                      fan_out, IDENTITY)
-    return total / norm
+    return total * inv_norm
 
 
 @jit

@@ -121,3 +121,21 @@ def test_extreme_logits_stay_finite():
                 assert np.isfinite(model.forward(X)).all()
                 # the wrong-side rows pay a loss of ~|logit gap| = 1e4: stable, not inf
                 assert 1e3 < loss < 1e5
+
+
+@pytest.mark.parametrize("Impl", [fastmlp.MLP, fastmlp.reference.MLP], ids=["fastmlp", "reference"])
+def test_batch_of_zero_weight_has_no_loss_and_no_gradient(Impl):
+    """scikit-learn divides 0 by 0 here; fastmlp gives such a batch loss 0 and gradient 0."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(4, 3)), rng.integers(0, 2, 4)
+    model = Impl([3, 4, 2], random_state=0)
+    before = model.params.copy()
+    with pytest.raises(ValueError, match="sample_weight must not sum to zero"):
+        model.loss_and_grad(X[:2], y[:2], sample_weight=[0.0, 0.0])  # the whole data set: refused
+    model.fit(X, y, epochs=1, batch_size=2, shuffle=False, sample_weight=[0.0, 0.0, 1.0, 1.0])
+    # only the second batch moved the weights: the same as training on it alone
+    alone = Impl([3, 4, 2], random_state=0)
+    alone.fit(X[2:], y[2:], epochs=1, batch_size=2, shuffle=False)
+    assert not np.array_equal(model.params, before)
+    np.testing.assert_allclose(model.params, alone.params, rtol=1e-14)
+    assert model.loss_curve_[0] == pytest.approx(alone.loss_curve_[0] / 2)
