@@ -112,6 +112,8 @@ def _check_random_state(seed):
 
 
 def _positive_int(name, value, minimum=1):
+    if type(value) is int and value >= minimum:  # the common case, without ABC checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     if value < minimum:
@@ -120,6 +122,9 @@ def _positive_int(name, value, minimum=1):
 
 
 def _real(name, value, low, high=np.inf, low_open=False, high_open=True):
+    if type(value) in (float, int) and (low < value if low_open else low <= value) and (
+            value < high if high_open else value <= high):
+        return float(value)  # the common case, without ABC checks (NaN fails the comparisons)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise ValueError(f"{name} must be a real number; got {value!r}")
     value = float(value)
@@ -336,9 +341,14 @@ class BaseMLP:
     # --------------------------------------------------------------- training
     def _reset_optimizer(self):
         """Momentum velocity, Adam moments and Adam's step count, in the params layout."""
-        self._velocity = np.zeros_like(self.params)
-        self._adam_m = np.zeros_like(self.params)
-        self._adam_v = np.zeros_like(self.params)
+        if getattr(self, "_velocity", None) is None:
+            self._velocity = np.zeros_like(self.params)
+            self._adam_m = np.zeros_like(self.params)
+            self._adam_v = np.zeros_like(self.params)
+            self._last_good = np.empty_like(self.params)  # weights before the current epoch
+        else:
+            for state in (self._velocity, self._adam_m, self._adam_v):
+                state.fill(0)
         self._adam_step = 0
 
     def fit(self, X, y, *, epochs=10, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.0,
@@ -369,7 +379,7 @@ class BaseMLP:
         self._settings = settings
         n = data.n_samples
         n_batches = -(-n // batch_size)
-        last_good = np.empty_like(self.params)
+        last_good = self._last_good
         # As scikit-learn: each epoch shuffles the previous epoch's order again.
         order = np.arange(n, dtype=np.int64)
         for _ in range(epochs):
