@@ -12,6 +12,7 @@ import numba
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+parallel_jit = functools.partial(jit, parallel=True)
 
 # Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
 # the hand-written loops; at or above it, BLAS through np.dot(a, b, out).
@@ -19,3 +20,10 @@ jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, e
 # digits 64-32-10 at batch 32 ran 2.2M samples/s at 1<<9 to 1<<13, 1.25M at
 # 1<<15 and 0.6M with loops only.
 BLAS_MIN_MACS = 1 << 9
+
+# From this many multiply-adds up, a layer's products are split into CHUNKS
+# fixed pieces run under prange, each a single-threaded BLAS call. The split
+# depends on sizes only, so results are bitwise the same for any thread count
+# (BLAS's own threading splits by thread count, and its results then differ).
+PARALLEL_MIN_MACS = 1 << 20
+CHUNKS = 2

@@ -16,8 +16,9 @@ Legend:  b  rows,  i  fan_in,  o  fan_out
     dW, dbias in grads at w_off, b_off   dA (b, i) at da_off
 """
 import numpy as np
+from numba import prange
 
-from ._config import BLAS_MIN_MACS, jit
+from ._config import BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, jit, parallel_jit
 from .activations import IDENTITY, RELU, activate_row, derivative_from_output
 
 
@@ -125,3 +126,85 @@ def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fa
             for j in range(fan_out):
                 s += d[j] * w[j]
             da[k] = s * derivative_from_output(a[k], activation)
+
+
+# ----------------------------------------------------------------------------
+# Large layers: the same three products split into CHUNKS fixed pieces that run
+# in parallel. Forward and input-gradient pieces are blocks of batch rows; the
+# weight gradient sums over rows, so each piece writes a partial (piece 0 into
+# dW, the others into `partials`) and the partials are added in a fixed order.
+# ----------------------------------------------------------------------------
+
+
+@jit
+def use_chunks(rows, fan_in, fan_out):
+    return rows * fan_in * fan_out >= PARALLEL_MIN_MACS
+
+
+@jit
+def chunk_rows(rows, c):
+    return rows * c // CHUNKS, rows * (c + 1) // CHUNKS
+
+
+@parallel_jit
+def dense_forward_chunked(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
+                          activation):
+    """Z = f(A @ W + bias), CHUNKS blocks of rows in parallel."""
+    W = matrix(params, w_off, fan_in, fan_out)
+    bias = params[b_off:b_off + fan_out]
+    for c in prange(CHUNKS):
+        r0, r1 = chunk_rows(rows, c)
+        if r1 > r0:
+            np.dot(matrix(A, a_off + r0 * fan_in, r1 - r0, fan_in), W,
+                   matrix(Z, z_off + r0 * fan_out, r1 - r0, fan_out))
+            for r in range(r0, r1):
+                z = row(Z, z_off, r, fan_out)
+                if has_bias:
+                    for j in range(fan_out):
+                        z[j] += bias[j]
+                activate_row(z, activation)
+
+
+@parallel_jit
+def dense_backward_input_chunked(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in,
+                                 fan_out, activation):
+    """dA = (D @ W.T) * f'(A), CHUNKS blocks of rows in parallel."""
+    W = matrix(params, w_off, fan_in, fan_out)
+    for c in prange(CHUNKS):
+        r0, r1 = chunk_rows(rows, c)
+        if r1 > r0:
+            np.dot(matrix(D, d_off + r0 * fan_out, r1 - r0, fan_out), W.T,
+                   matrix(dA, da_off + r0 * fan_in, r1 - r0, fan_in))
+            if activation != IDENTITY:
+                for r in range(r0, r1):
+                    da, a = row(dA, da_off, r, fan_in), row(A, a_off, r, fan_in)
+                    for k in range(fan_in):
+                        da[k] *= derivative_from_output(a[k], activation)
+
+
+@parallel_jit
+def dense_backward_params_chunked(grads, partials, A, a_off, D, d_off, params, w_off, b_off, rows,
+                                  fan_in, fan_out, decay, has_bias):
+    """dW = A.T @ D + decay * W from per-chunk partials summed in chunk order."""
+    size = fan_in * fan_out
+    for c in prange(CHUNKS):
+        r0, r1 = chunk_rows(rows, c)
+        out = grads[w_off:w_off + size] if c == 0 else partials[(c - 1) * size:c * size]
+        if r1 > r0:
+            np.dot(matrix(A, a_off + r0 * fan_in, r1 - r0, fan_in).T,
+                   matrix(D, d_off + r0 * fan_out, r1 - r0, fan_out), out.reshape((fan_in, fan_out)))
+        else:
+            out[:] = 0
+    for p in prange(size):
+        total = grads[w_off + p]
+        for c in range(1, CHUNKS):
+            total += partials[(c - 1) * size + p]
+        grads[w_off + p] = total + decay * params[w_off + p]
+    if has_bias:
+        dbias = grads[b_off:b_off + fan_out]
+        for j in range(fan_out):
+            dbias[j] = 0
+        for r in range(rows):
+            d = row(D, d_off, r, fan_out)
+            for j in range(fan_out):
+                dbias[j] += d[j]

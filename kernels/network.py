@@ -7,6 +7,7 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
     acts, deltas (cap * u,)   layer l's (cap, fan_out) block starts at cap * (units of
                               the layers before l); a batch of b rows uses its first b rows
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
+    partials ((CHUNKS-1) * max fan_in*fan_out,)  weight-gradient partials of chunked layers
     X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
     targets (n, k)            as in losses.py
 
@@ -16,7 +17,9 @@ per mini-batch and no view is made outside the BLAS calls of large layers.
 """
 from ._config import jit
 from .activations import IDENTITY
-from .dense import dense_backward_input, dense_backward_params, dense_forward, row
+from .dense import (dense_backward_input, dense_backward_input_chunked, dense_backward_params,
+                    dense_backward_params_chunked, dense_forward, dense_forward_chunked, row,
+                    use_chunks)
 from .losses import output_delta, output_row
 from .optimizers import ADAM, adam_step, sgd_step
 
@@ -38,8 +41,13 @@ def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
     for l in range(n_layers):
         out_off = block_offset(layout, l, cap)
         f = activation if l < n_layers - 1 else IDENTITY
-        dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
-                      layout[l, 0], layout[l, 1], has_bias, f)
+        fan_in, fan_out = layout[l, 0], layout[l, 1]
+        if use_chunks(rows, fan_in, fan_out):
+            dense_forward_chunked(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3],
+                                  rows, fan_in, fan_out, has_bias, f)
+        else:
+            dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
+                          fan_in, fan_out, has_bias, f)
         inputs, in_off = acts, out_off
     return in_off
 
@@ -56,7 +64,7 @@ def l2_penalty(params, layout):
 
 
 @jit
-def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
+def loss_and_backward(grads, acts, deltas, partials, x, x_off, rows, labels, targets, sample_weight, params,
                       layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx):
     """Forward, fused output loss, and (want_grad) backward into grads for the rows
     rows[:] whose inputs sit at x_off; dx (rows x n_in, flat; may be empty) receives
@@ -85,25 +93,30 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
     for l in range(last, -1, -1):
         fan_in, fan_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         d_off = block_offset(layout, l, cap)
-        if l > 0:
-            a_off = block_offset(layout, l - 1, cap)
-            if want_grad:
-                dense_backward_params(grads, acts, a_off, deltas, d_off, params, w_off, b_off, b,
+        chunked = use_chunks(b, fan_in, fan_out)
+        # the layer's input: the previous block, or x for the first layer
+        inputs, a_off = (acts, block_offset(layout, l - 1, cap)) if l > 0 else (x, x_off)
+        if want_grad:
+            if chunked:
+                dense_backward_params_chunked(grads, partials, inputs, a_off, deltas, d_off, params,
+                                              w_off, b_off, b, fan_in, fan_out, decay, has_bias)
+            else:
+                dense_backward_params(grads, inputs, a_off, deltas, d_off, params, w_off, b_off, b,
                                       fan_in, fan_out, decay, has_bias)
-            dense_backward_input(deltas, a_off, deltas, d_off, params, w_off, acts, a_off, b,
-                                 fan_in, fan_out, activation)
-        else:
-            if want_grad:
-                dense_backward_params(grads, x, x_off, deltas, d_off, params, w_off, b_off, b,
-                                      fan_in, fan_out, decay, has_bias)
-            if dx.shape[0]:
-                dense_backward_input(dx, 0, deltas, d_off, params, w_off, x, x_off, b, fan_in,
-                                     fan_out, IDENTITY)
+        if l > 0 or dx.shape[0]:
+            # the input's delta: into the previous block, or into dx (no activation there)
+            target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
+            if chunked:
+                dense_backward_input_chunked(target, t_off, deltas, d_off, params, w_off, inputs,
+                                             a_off, b, fan_in, fan_out, f)
+            else:
+                dense_backward_input(target, t_off, deltas, d_off, params, w_off, inputs, a_off, b,
+                                     fan_in, fan_out, f)
     return total * inv_norm
 
 
 @jit
-def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
+def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, partials, x_batch,
                 X, labels, targets, sample_weight, order, layout, activation, output, has_bias, mean,
                 batch_size, optimizer, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha,
                 step):
@@ -120,7 +133,7 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
             src = rows[r] * n_in
             for j in range(n_in):
                 x_batch[r * n_in + j] = X[src + j]
-        loss = loss_and_backward(grads, acts, deltas, x_batch, 0, rows, labels, targets,
+        loss = loss_and_backward(grads, acts, deltas, partials, x_batch, 0, rows, labels, targets,
                                  sample_weight, params, layout, batch_size, activation, output,
                                  has_bias, mean, alpha, True, no_dx)
         epoch_loss += loss * (stop - start) if mean else loss

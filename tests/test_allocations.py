@@ -1,5 +1,5 @@
 """After warm-up a training step allocates nothing: numba's NRT allocation
-counters move by the same amount for an epoch of 4 steps and one of 400."""
+counters move by the same amount for an epoch of few steps and one of many."""
 import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python, rtsys
@@ -13,10 +13,13 @@ def nrt_allocations():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("sizes,output", [([13, 8, 1], "sigmoid"), ([64, 32, 10], "softmax"),
-                                         ([300, 200, 10], "identity"), ([10, 9, 8, 7, 3], "softmax")])
+@pytest.mark.parametrize("sizes,output,batch", [
+    ([13, 8, 1], "sigmoid", 16), ([64, 32, 10], "softmax", 16), ([300, 200, 10], "identity", 16),
+    ([10, 9, 8, 7, 3], "softmax", 16),
+    ([784, 128, 10], "softmax", 128),  # large enough for the chunked, parallel path
+])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_training_step_allocates_nothing(sizes, output, optimizer, dtype):
+def test_training_step_allocates_nothing(sizes, output, batch, optimizer, dtype):
     _nrt_python.memsys_enable_stats()
     rng = np.random.default_rng(0)
     k = sizes[-1]
@@ -27,8 +30,8 @@ def test_training_step_allocates_nothing(sizes, output, optimizer, dtype):
         y = rng.integers(0, k, n) if output == "softmax" else rng.random((n, k)).round()
         return X, y
 
-    small, large = data(4 * 16), data(400 * 16)
-    kwargs = dict(batch_size=16, lr=1e-3, optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
+    small, large = data(3 * batch), data(40 * batch)
+    kwargs = dict(batch_size=batch, lr=1e-3, optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
                   alpha=1e-4)
     model.partial_fit(*large, **kwargs)  # warm-up: compile, allocate workspaces
     deltas = []

@@ -1,0 +1,76 @@
+"""Results are bitwise identical for any thread count: large layers split into
+fixed chunks (not by thread count) and the BLAS under them runs single-threaded."""
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import fastmlp
+
+needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+
+# sizes that take the chunked (parallel) path, the single-BLAS path and the loop path
+CASES = [([784, 128, 10], 128), ([300, 256, 10], 128), ([64, 32, 10], 32), ([13, 8, 1], 8)]
+
+
+def train(sizes, batch, threads, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    n = 4 * batch
+    X = rng.normal(size=(n, sizes[0]))
+    y = rng.integers(0, sizes[-1], n) if sizes[-1] > 1 else rng.integers(0, 2, n)
+    output = "softmax" if sizes[-1] > 1 else "sigmoid"
+    model = fastmlp.MLP(sizes, "relu", output, dtype=dtype, random_state=0)
+    previous = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(threads)
+    try:
+        model.fit(X, y, epochs=2, batch_size=batch, lr=0.01, momentum=0.9)
+        return model.params.copy(), model.forward(X), model.loss_and_grad(X, y)[1].flat
+    finally:
+        fastmlp.set_num_threads(previous)
+
+
+@needs_two
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("sizes,batch", CASES, ids=["chunked", "blas", "digits", "tiny"])
+def test_one_and_two_threads_give_identical_bits(sizes, batch, dtype):
+    one, two = train(sizes, batch, 1, dtype), train(sizes, batch, 2, dtype)
+    for a, b in zip(one, two):
+        assert a.tobytes() == b.tobytes()
+
+
+SCRIPT = textwrap.dedent("""
+    import hashlib, numpy as np, fastmlp
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(512, 784)), rng.integers(0, 10, 512)
+    model = fastmlp.MLP([784, 128, 10], random_state=0).fit(X, y, epochs=2, batch_size=128)
+    print(hashlib.sha256(model.params.tobytes()).hexdigest())
+""")
+
+
+@needs_two
+def test_fresh_processes_with_different_thread_settings_agree():
+    """Even with OpenBLAS told to use 2 threads, the weights do not change."""
+    hashes = set()
+    for numba_threads, blas_threads in (("1", "1"), ("2", "2"), ("2", "1")):
+        env = dict(os.environ, NUMBA_NUM_THREADS=numba_threads, OPENBLAS_NUM_THREADS=blas_threads,
+                   OMP_NUM_THREADS=blas_threads)
+        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        hashes.add(out.stdout.strip())
+    assert len(hashes) == 1
+
+
+def test_blas_under_the_kernels_is_single_threaded():
+    from threadpoolctl import threadpool_info
+
+    from fastmlp._threads import _scipy_blas_controllers
+    fastmlp.MLP([3, 2]).forward(np.ones((1, 3)))
+    controllers = _scipy_blas_controllers()
+    assert controllers and all(c.num_threads == 1 for c in controllers)
+    assert threadpool_info()  # threadpoolctl sees the libraries at all
