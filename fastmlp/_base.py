@@ -339,6 +339,10 @@ class BaseMLP:
         )
 
     # --------------------------------------------------------------- training
+    def reset_optimizer(self):
+        """Forget momentum velocity, Adam moments and Adam's step count."""
+        self._reset_optimizer()
+
     def _reset_optimizer(self):
         """Momentum velocity, Adam moments and Adam's step count, in the params layout."""
         if getattr(self, "_velocity", None) is None:
@@ -362,28 +366,44 @@ class BaseMLP:
 
     def partial_fit(self, X, y, *, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.0,
                     nesterov=False, alpha=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                    shuffle=True, sample_weight=None, verbose=False):
-        """One epoch over (X, y), continuing the optimizer state of earlier calls."""
+                    shuffle=True, sample_weight=None, verbose=False, order=None):
+        """One epoch over (X, y), continuing the optimizer state of earlier calls.
+
+        `order`, if given, lists the rows to visit, in that order (mini-batches are
+        its consecutive slices); it replaces shuffling, so a caller can draw the
+        order itself, e.g. to reproduce another library's shuffles."""
         return self._train(X, y, 1, batch_size, lr, optimizer, momentum, nesterov, alpha,
-                           beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh=False)
+                           beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh=False,
+                           order=order)
+
+    @staticmethod
+    def _check_order(order, n):
+        order = np.asarray(order)
+        if order.ndim != 1 or order.size == 0 or order.dtype.kind not in "iu":
+            raise ValueError(f"order must be a non-empty 1-D array of row indices; got {order.dtype} "
+                             f"of shape {order.shape}")
+        if order.min() < 0 or order.max() >= n:
+            raise ValueError(f"order holds row indices outside 0..{n - 1}")
+        return np.array(order, dtype=np.int64)  # a copy: the kernels never see the caller's array
 
     def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
-               beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh):
+               beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh, order=None):
         # Check everything before touching the model: a rejected call changes nothing.
         data = self._check_data(X, y, sample_weight)
+        given_order = None if order is None else self._check_order(order, data.n_samples)
         batch_size = min(_positive_int("batch_size", batch_size), data.n_samples)
         settings = self._check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon)
         if fresh or getattr(self, "_optimizer_name", None) != settings.name:
             self._reset_optimizer()
         self._optimizer_name = settings.name
         self._settings = settings
-        n = data.n_samples
+        n = data.n_samples if given_order is None else len(given_order)
         n_batches = -(-n // batch_size)
         last_good = self._last_good
         # As scikit-learn: each epoch shuffles the previous epoch's order again.
-        order = np.arange(n, dtype=np.int64)
+        order = np.arange(n, dtype=np.int64) if given_order is None else given_order
         for _ in range(epochs):
-            if shuffle:
+            if shuffle and given_order is None:
                 self._rng.shuffle(order)
             np.copyto(last_good, self.params)
             start = time.perf_counter()

@@ -140,7 +140,7 @@ class MLP(BaseMLP):
         return loss, flat, dX if want_input_grad else None
 
     def _train_epoch(self, data, order, batch_size, settings, step):
-        n = data.n_samples
+        n = len(order)
         epoch_loss = 0.0
         for start in range(0, n, batch_size):
             rows = order[start:start + batch_size]

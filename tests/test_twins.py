@@ -139,3 +139,35 @@ def test_batch_of_zero_weight_has_no_loss_and_no_gradient(Impl):
     assert not np.array_equal(model.params, before)
     np.testing.assert_allclose(model.params, alone.params, rtol=1e-14)
     assert model.loss_curve_[0] == pytest.approx(alone.loss_curve_[0] / 2)
+
+
+@pytest.mark.parametrize("Impl", [fastmlp.MLP, fastmlp.reference.MLP], ids=["fastmlp", "reference"])
+def test_a_given_order_is_the_order_of_the_mini_batches(Impl):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    order = np.array([7, 2, 2, 9, 0])  # any rows, repeats allowed
+    model = Impl([3, 4, 2], random_state=0)
+    by_hand = Impl([3, 4, 2], random_state=0)
+    model.partial_fit(X, y, batch_size=2, lr=0.1, order=order)
+    for rows in (order[0:2], order[2:4], order[4:5]):
+        by_hand.partial_fit(X[rows], y[rows], batch_size=2, lr=0.1, shuffle=False)
+    np.testing.assert_allclose(model.params, by_hand.params, rtol=1e-14)
+    assert model.t_ == 5
+    with pytest.raises(ValueError, match="order holds row indices outside 0..9"):
+        model.partial_fit(X, y, order=[0, 10])
+
+
+def test_reset_optimizer_forgets_the_momentum():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    a, b = fastmlp.MLP([3, 2], random_state=0), fastmlp.MLP([3, 2], random_state=0)
+    for model in (a, b):
+        model.partial_fit(X, y, momentum=0.9, shuffle=False)
+    b.reset_optimizer()
+    fresh = fastmlp.MLP([3, 2], random_state=0)
+    fresh.coefs_ = [W.copy() for W in a.coefs_]
+    fresh.intercepts_ = [v.copy() for v in a.intercepts_]
+    for model in (a, b, fresh):
+        model.partial_fit(X, y, momentum=0.9, shuffle=False)
+    assert not np.array_equal(a.params, b.params)
+    np.testing.assert_array_equal(b.params, fresh.params)
