@@ -10,14 +10,18 @@ $(BIN)/uv:
 	$(BIN)/python -m pip install -q --upgrade pip uv
 
 $(VENV)/.demo: $(BIN)/uv pyproject.toml
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[sklearn]'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[sklearn,cli]'
 	touch $@
 
 $(VENV)/.test: $(BIN)/uv pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]'
 	touch $@
 
+# Trains on scikit-learn's bundled digits with the `fastmlp` command (a plot and a
+# model file), then times fastmlp against its NumPy twin.
 demo: $(VENV)/.demo
+	$(BIN)/fastmlp train digits --hidden 128 --epochs 30 --lr 0.003 --val-fraction 0.25 \
+		--plot digits-curve.png --out digits.fmlp
 	$(BIN)/python -m fastmlp.demo
 
 # A fresh numba cache per run: numba does not recompile a cached kernel when a

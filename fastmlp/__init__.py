@@ -7,6 +7,8 @@ from fastmlp._base import Gradients
 from fastmlp._gradcheck import gradcheck
 from fastmlp._threads import get_num_threads, set_num_threads
 from fastmlp.core import MLP
+from fastmlp.io import ModelFileError, load, save
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Gradients", "gradcheck", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["MLP", "Gradients", "ModelFileError", "gradcheck", "get_num_threads", "load", "save",
+           "set_num_threads", "__version__"]

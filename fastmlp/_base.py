@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmlp import _progress
+
 HIDDEN_ACTIVATIONS = {"relu": 0, "sigmoid": 1, "logistic": 1, "tanh": 2, "identity": 3}
 OUTPUTS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3}
 OUTPUT_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
@@ -402,27 +404,39 @@ class BaseMLP:
         last_good = self._last_good
         # As scikit-learn: each epoch shuffles the previous epoch's order again.
         order = np.arange(n, dtype=np.int64) if given_order is None else given_order
-        for _ in range(epochs):
-            if shuffle and given_order is None:
-                self._rng.shuffle(order)
-            np.copyto(last_good, self.params)
-            start = time.perf_counter()
-            epoch_loss = self._train_epoch(data, order, batch_size, settings, self._adam_step)
-            seconds = time.perf_counter() - start
-            self._adam_step += n_batches
-            if not np.isfinite(epoch_loss):
-                np.copyto(self.params, last_good)
-                self._reset_optimizer()
-                raise ValueError(
-                    f"training diverged: the loss became {epoch_loss} in epoch {self.n_iter_ + 1}; "
-                    "the weights of the previous epoch were restored. Try a smaller lr or scale the inputs.")
-            self.loss_curve_.append(float(epoch_loss))
-            self.n_iter_ += 1
-            self.t_ += n
-            if verbose:
-                print(f"epoch {self.n_iter_:4d}  loss {epoch_loss:.6f}  "
-                      f"{seconds * 1e3:8.1f} ms  {n / max(seconds, 1e-12):12.0f} samples/s")
+        progress = _progress.for_fit(verbose, epochs, n, self.n_iter_)
+        try:
+            for _ in range(epochs):
+                if shuffle and given_order is None:
+                    self._rng.shuffle(order)
+                np.copyto(last_good, self.params)
+                start = time.perf_counter()
+                epoch_loss = self._train_epoch(data, order, batch_size, settings, self._adam_step)
+                seconds = time.perf_counter() - start
+                self._adam_step += n_batches
+                if not np.isfinite(epoch_loss):
+                    np.copyto(self.params, last_good)
+                    self._reset_optimizer()
+                    raise ValueError(
+                        f"training diverged: the loss became {epoch_loss} in epoch {self.n_iter_ + 1}; "
+                        "the weights of the previous epoch were restored. Try a smaller lr or scale the inputs.")
+                self.loss_curve_.append(float(epoch_loss))
+                self.n_iter_ += 1
+                self.t_ += n
+                if progress is not None:
+                    progress.update(self.n_iter_, float(epoch_loss), seconds)
+        finally:
+            if progress is not None:
+                progress.close()
         return self
+
+    def save(self, path, *, training_state=False):
+        """Write the model to `path` (see `fastmlp.io`); `fastmlp.load(path)` reads it back.
+        training_state=True also keeps the optimizer and random-generator state, so
+        training continues after loading exactly as without the save."""
+        from fastmlp import io
+
+        return io.save(self, path, training_state=training_state)
 
     # -------------------------------------------------------------- inference
     def forward(self, X):
