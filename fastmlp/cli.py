@@ -67,34 +67,22 @@ def _hidden(text):
     return ",".join(map(str, sizes))
 
 
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {v}")
-    return v
+def _real_in(low, high, *, low_open=False, what="a number"):
+    """An argparse type: a float in [low, high) (or (low, high) with low_open)."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+        if not ((low < v) if low_open else (low <= v)) or not v < high:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+        return v
+    return parse
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
-    return v
-
-
-def _nonnegative_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number; got {text!r}")
-    return v
+_fraction = _real_in(0.0, 1.0, what="a number in [0, 1)")
+_positive_float = _real_in(0.0, float("inf"), low_open=True, what="a positive number")
+_nonnegative_float = _real_in(0.0, float("inf"), what="a non-negative number")
 
 
 DATA_HELP = ("a .csv file with a header row, a .npz file with arrays X and y, a .npy file "

@@ -93,17 +93,24 @@ def load(spec, *, target=None, features=None, n_features=None, need_target=True,
 
 
 # ------------------------------------------------------------------ CSV
+def open_error(path, error):
+    """One line for an OSError met opening `path`."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: is a directory, not a file"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied"
+    return f"{path}: cannot read ({error.strerror or error})"
+
+
 def _open_text(path):
     try:
         if path.lower().endswith(".gz"):
             return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
         return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise DataError(open_error(path, e)) from None
 
 
 def _delimiter(path, first_line):
@@ -242,12 +249,8 @@ def first_non_number(values):
 def _np_load(path, **kw):
     try:
         return np.load(path, allow_pickle=False, **kw)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise DataError(open_error(path, e)) from None
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path}: holds Python objects (pickled); only plain numeric arrays are read") from None

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.lib.format as npy_format
 
+from fastmlp.datasets import open_error
+
 FORMAT = "fastmlp-model"
 VERSION = 1
 SUFFIX = ".fmlp"
@@ -432,12 +434,8 @@ def read(path):
             return _read(path, f, size)
     except ModelFileError:
         raise
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, not a model file") from None
-    except PermissionError:
-        raise ModelFileError(f"{path}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise ModelFileError(open_error(path, e)) from None
     except zipfile.BadZipFile as e:
         raise ModelFileError(f"{path}: not a valid model file (broken zip: {e})") from None
     except (OSError, EOFError, ValueError, struct.error, NotImplementedError, RuntimeError,
