@@ -9,6 +9,10 @@ import functools
 
 import numba
 
+from ._cache import drop_stale_cache
+
+drop_stale_cache()  # before any kernel module loads its cached machine code
+
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
