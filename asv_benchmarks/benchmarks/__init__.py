@@ -1,0 +1,1 @@
+"""asv benchmarks of fastmlp: training epochs, prediction, throughput and start-up."""

@@ -1,0 +1,116 @@
+"""The bench command's bookkeeping on tiny workloads. No timing is asserted: speed
+lives in the bench output and asv, and this shared machine's timings vary."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmlp import bench
+
+# a few hundred samples, a 13-8-1 net: each implementation trains in milliseconds
+TINY = bench.get_cases(["tiny-b32"], n=96, batch=16)[0]
+BASELINE = "reference" if bench.unavailable_reason("fastmlp") else "fastmlp"
+# scikit-learn is in the test extras; PyTorch is left out here as it takes seconds to import
+IMPLS = [i for i in ("fastmlp", "reference", "sklearn") if not bench.unavailable_reason(i)]
+
+
+def test_flop_per_sample_counts_six_per_weight_but_four_in_the_first_layer():
+    assert bench.flop_per_sample((13, 8, 1)) == 4 * 13 * 8 + 6 * 8 * 1
+    assert bench.flop_per_sample((784, 512, 512, 10)) == (
+        4 * 784 * 512 + 6 * 512 * 512 + 6 * 512 * 10)
+
+
+def test_workload_names_expand_to_their_batch_sizes_and_accept_overrides():
+    assert [c.label for c in bench.get_cases(["tiny", "mnist-b32"])] == [
+        "tiny-b1", "tiny-b32", "mnist-b32"]
+    assert len(bench.get_cases(["all", "digits"])) == len(bench.CASES)
+    (case,) = bench.get_cases(["deep"], n=100, batch=10)
+    assert (case.layers, case.n, case.batch) == ((784, 512, 512, 10), 100, 10)
+    with pytest.raises(ValueError, match="unknown workload 'nope'"):
+        bench.get_cases(["nope"])
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "exp"])
+def test_synthetic_data_is_what_the_twins_accept(output):
+    from fastmlp.reference import MLP
+
+    case = bench.Case("t", (5, 4, 3), output, n=40, batch=8)
+    X, y = bench.make_data(case, np.float32)
+    assert X.shape == (40, 5) and X.dtype == np.float32
+    X2, y2 = bench.make_data(case, np.float32)
+    np.testing.assert_array_equal(X, X2)  # fixed seed
+    np.testing.assert_array_equal(y, y2)
+    model = MLP(case.layers, output=output, dtype=np.float32, random_state=0)
+    model.partial_fit(X, y, batch_size=case.batch)
+    assert np.isfinite(model.loss_curve_[-1])
+
+
+def test_run_rows_are_consistent():
+    rows = bench.run([TINY], ["float64", "float32"], IMPLS, repeat=1, baseline=BASELINE,
+                     peak_size=64)
+    assert [(r["dtype"], r["impl"]) for r in rows] == [
+        (d, i) for d in ("float64", "float32") for i in IMPLS]
+    for dtype in ("float64", "float32"):
+        block = {r["impl"]: r for r in rows if r["dtype"] == dtype}
+        base = block[BASELINE]
+        assert base["speedup"] == 1.0
+        for row in block.values():
+            assert row["skipped"] is None
+            assert (row["workload"], row["n"], row["batch"]) == ("tiny-b16", 96, 16)
+            assert row["seconds"] > 0 and math.isfinite(row["seconds"])
+            assert row["samples_per_s"] == pytest.approx(row["n"] / row["seconds"])
+            assert row["speedup"] == pytest.approx(base["samples_per_s"] / row["samples_per_s"])
+            assert row["flop_per_sample"] == bench.flop_per_sample(TINY.layers)
+            assert row["gflops"] == pytest.approx(
+                row["flop_per_sample"] * row["samples_per_s"] / 1e9)
+            assert row["peak_gflops"] > 0
+            assert row["fraction_of_peak"] == pytest.approx(row["gflops"] / row["peak_gflops"])
+    table = bench.format_table(rows)
+    assert table.count("tiny-b16  13-8-1") == 2
+    for impl in IMPLS:
+        assert impl in table
+
+
+def test_missing_implementation_is_a_skipped_row(monkeypatch):
+    monkeypatch.setattr(bench, "unavailable_reason",
+                        lambda impl: "not here" if impl == "torch" else None)
+    rows = bench.run([TINY], ["float64"], ["reference", "torch"], repeat=1,
+                     baseline="reference", peak_size=64)
+    skipped = rows[1]
+    assert skipped["impl"] == "torch" and skipped["skipped"] == "not here"
+    assert skipped["samples_per_s"] is None and skipped["speedup"] is None
+    assert "torch" in bench.format_table(rows) and "skipped: not here" in bench.format_table(rows)
+
+
+def test_trainers_predict_the_training_set():
+    for impl in IMPLS:
+        trainer = bench.make_trainer(impl, TINY, "float64")
+        trainer.epoch()
+        assert np.shape(trainer.predict())[0] == TINY.n
+
+
+def test_command_line_json_with_threads():
+    # --threads starts a second Python with the thread variables set
+    env = dict(os.environ)
+    for name in bench.THREAD_VARIABLES:
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastmlp.bench", "--layers", "6,5,3", "--output", "softmax",
+         "--n", "50", "--batch", "10", "--impl", "reference", "--repeat", "1",
+         "--peak-size", "64", "--threads", "1", "--json"],
+        capture_output=True, text=True, env=env, check=True)
+    result = json.loads(out.stdout)
+    assert result["environment"]["threads"] == 1
+    (row,) = result["rows"]
+    assert (row["workload"], row["layers"], row["impl"]) == ("custom-b10", "6-5-3", "reference")
+    assert row["samples_per_s"] > 0
+
+
+def test_first_fit_runs_in_a_fresh_process():
+    seconds = bench.first_fit_seconds(TINY, "float64", "reference")
+    assert 0 < seconds < 600
