@@ -59,8 +59,8 @@ class MLP(BaseMLP):
         acts = np.empty(cap * units, self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
-        network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
-                                activation, output, self.bias)
+        network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts,
+                                self._partials(), cap, activation, output, self.bias)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):

@@ -129,11 +129,14 @@ def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fa
 
 
 # ----------------------------------------------------------------------------
-# Large layers: the same three products split into CHUNKS fixed pieces that run
-# in parallel. Forward and input-gradient pieces are blocks of batch rows; the
-# weight gradient sums over rows, so each piece writes a partial (piece 0 into
-# dW, the others into `partials`) and the partials are added in a fixed order.
+# Large layers: each product split into CHUNKS fixed blocks of batch rows that
+# run in parallel, one single-threaded BLAS call each. The weight gradient sums
+# over rows, so each block writes a partial (block 0 into dW, the others into
+# `partials`), added in block order afterwards. The bias, activation and
+# derivative epilogues run serially: they cost a few percent of these layers.
+# One parallel function serves the three products.
 # ----------------------------------------------------------------------------
+FORWARD, INPUT_GRAD, WEIGHT_GRAD = 0, 1, 2
 
 
 @jit
@@ -142,64 +145,80 @@ def use_chunks(rows, fan_in, fan_out):
 
 
 @jit
-def chunk_rows(rows, c):
-    return rows * c // CHUNKS, rows * (c + 1) // CHUNKS
+def product_block(product, c, out, o_off, left, l_off, params, w_off, partials, rows, fan_in,
+                  fan_out):
+    """Block c of one of the three products (see chunked_product)."""
+    r0, r1 = rows * c // CHUNKS, rows * (c + 1) // CHUNKS
+    n = r1 - r0
+    if product == FORWARD:
+        if n > 0:
+            np.dot(matrix(left, l_off + r0 * fan_in, n, fan_in), matrix(params, w_off, fan_in, fan_out),
+                   matrix(out, o_off + r0 * fan_out, n, fan_out))
+    elif product == INPUT_GRAD:
+        if n > 0:
+            np.dot(matrix(left, l_off + r0 * fan_out, n, fan_out),
+                   matrix(params, w_off, fan_in, fan_out).T,
+                   matrix(out, o_off + r0 * fan_in, n, fan_in))
+    else:
+        size = fan_in * fan_out
+        target = out[o_off:o_off + size] if c == 0 else partials[(c - 1) * size:c * size]
+        if n > 0:
+            np.dot(matrix(params, w_off + r0 * fan_in, n, fan_in).T,
+                   matrix(left, l_off + r0 * fan_out, n, fan_out), target.reshape((fan_in, fan_out)))
+        else:
+            target[:] = 0
 
 
 @parallel_jit
+def chunked_product(product, out, o_off, left, l_off, params, w_off, partials, rows, fan_in,
+                    fan_out):
+    """FORWARD:     out (rows, o)  = left (rows, i) @ W
+       INPUT_GRAD:  out (rows, i)  = left (rows, o) @ W.T
+       WEIGHT_GRAD: out (i, o) at o_off (and partials) = partial sums of X.T @ left (rows, o),
+                    X being `params` at w_off here: the layer input (rows, i)."""
+    for c in prange(CHUNKS):
+        product_block(product, c, out, o_off, left, l_off, params, w_off, partials, rows, fan_in,
+                      fan_out)
+
+
+@jit
 def dense_forward_chunked(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
-                          activation):
-    """Z = f(A @ W + bias), CHUNKS blocks of rows in parallel."""
-    W = matrix(params, w_off, fan_in, fan_out)
+                          activation, partials):
+    """Z = f(A @ W + bias), the product in parallel blocks of rows."""
+    chunked_product(FORWARD, Z, z_off, A, a_off, params, w_off, partials, rows, fan_in, fan_out)
     bias = params[b_off:b_off + fan_out]
-    for c in prange(CHUNKS):
-        r0, r1 = chunk_rows(rows, c)
-        if r1 > r0:
-            np.dot(matrix(A, a_off + r0 * fan_in, r1 - r0, fan_in), W,
-                   matrix(Z, z_off + r0 * fan_out, r1 - r0, fan_out))
-            for r in range(r0, r1):
-                z = row(Z, z_off, r, fan_out)
-                if has_bias:
-                    for j in range(fan_out):
-                        z[j] += bias[j]
-                activate_row(z, activation)
+    for r in range(rows):
+        z = row(Z, z_off, r, fan_out)
+        if has_bias:
+            for j in range(fan_out):
+                z[j] += bias[j]
+        activate_row(z, activation)
 
 
-@parallel_jit
+@jit
 def dense_backward_input_chunked(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in,
-                                 fan_out, activation):
-    """dA = (D @ W.T) * f'(A), CHUNKS blocks of rows in parallel."""
-    W = matrix(params, w_off, fan_in, fan_out)
-    for c in prange(CHUNKS):
-        r0, r1 = chunk_rows(rows, c)
-        if r1 > r0:
-            np.dot(matrix(D, d_off + r0 * fan_out, r1 - r0, fan_out), W.T,
-                   matrix(dA, da_off + r0 * fan_in, r1 - r0, fan_in))
-            if activation != IDENTITY:
-                for r in range(r0, r1):
-                    da, a = row(dA, da_off, r, fan_in), row(A, a_off, r, fan_in)
-                    for k in range(fan_in):
-                        da[k] *= derivative_from_output(a[k], activation)
+                                 fan_out, activation, partials):
+    """dA = (D @ W.T) * f'(A), the product in parallel blocks of rows."""
+    chunked_product(INPUT_GRAD, dA, da_off, D, d_off, params, w_off, partials, rows, fan_in, fan_out)
+    if activation != IDENTITY:
+        da, a = dA[da_off:da_off + rows * fan_in], A[a_off:a_off + rows * fan_in]
+        for p in range(rows * fan_in):
+            da[p] *= derivative_from_output(a[p], activation)
 
 
-@parallel_jit
+@jit
 def dense_backward_params_chunked(grads, partials, A, a_off, D, d_off, params, w_off, b_off, rows,
                                   fan_in, fan_out, decay, has_bias):
-    """dW = A.T @ D + decay * W from per-chunk partials summed in chunk order."""
+    """dW = A.T @ D + decay * W from per-block partials summed in block order."""
     size = fan_in * fan_out
-    for c in prange(CHUNKS):
-        r0, r1 = chunk_rows(rows, c)
-        out = grads[w_off:w_off + size] if c == 0 else partials[(c - 1) * size:c * size]
-        if r1 > r0:
-            np.dot(matrix(A, a_off + r0 * fan_in, r1 - r0, fan_in).T,
-                   matrix(D, d_off + r0 * fan_out, r1 - r0, fan_out), out.reshape((fan_in, fan_out)))
-        else:
-            out[:] = 0
-    for p in prange(size):
-        total = grads[w_off + p]
+    # the layer input A stands where the product expects W: see chunked_product
+    chunked_product(WEIGHT_GRAD, grads, w_off, D, d_off, A, a_off, partials, rows, fan_in, fan_out)
+    dW, W = grads[w_off:w_off + size], params[w_off:w_off + size]
+    for p in range(size):
+        total = dW[p]
         for c in range(1, CHUNKS):
             total += partials[(c - 1) * size + p]
-        grads[w_off + p] = total + decay * params[w_off + p]
+        dW[p] = total + decay * W[p]
     if has_bias:
         dbias = grads[b_off:b_off + fan_out]
         for j in range(fan_out):

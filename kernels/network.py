@@ -34,7 +34,7 @@ def block_offset(layout, l, cap):
 
 
 @jit
-def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
+def forward(acts, partials, x, x_off, params, layout, cap, rows, activation, has_bias):
     """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
     inputs, in_off = x, x_off
@@ -44,7 +44,7 @@ def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
         fan_in, fan_out = layout[l, 0], layout[l, 1]
         if use_chunks(rows, fan_in, fan_out):
             dense_forward_chunked(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3],
-                                  rows, fan_in, fan_out, has_bias, f)
+                                  rows, fan_in, fan_out, has_bias, f, partials)
         else:
             dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
                           fan_in, fan_out, has_bias, f)
@@ -71,7 +71,7 @@ def loss_and_backward(grads, acts, deltas, partials, x, x_off, rows, labels, tar
     dL/dx. Returns the batch loss with its L2 penalty, divided by the normaliser."""
     b = rows.shape[0]
     last = layout.shape[0] - 1
-    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias)
+    logits = forward(acts, partials, x, x_off, params, layout, cap, b, activation, has_bias)
     norm = 1.0
     if mean:
         if sample_weight.shape[0]:
@@ -108,7 +108,7 @@ def loss_and_backward(grads, acts, deltas, partials, x, x_off, rows, labels, tar
             target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
             if chunked:
                 dense_backward_input_chunked(target, t_off, deltas, d_off, params, w_off, inputs,
-                                             a_off, b, fan_in, fan_out, f)
+                                             a_off, b, fan_in, fan_out, f, partials)
             else:
                 dense_backward_input(target, t_off, deltas, d_off, params, w_off, inputs, a_off, b,
                                      fan_in, fan_out, f)
@@ -146,13 +146,14 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, partials,
 
 
 @jit
-def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_bias):
+def predict_outputs(out, X, params, layout, acts, partials, cap, activation, output, has_bias):
     """Outputs for every row of X (flat, row-major), cap rows at a time, into out (n, k)."""
     n_in, k = layout[0, 0], layout[layout.shape[0] - 1, 1]
     n = X.shape[0] // n_in
     for start in range(0, n, cap):
         rows = min(start + cap, n) - start
-        logits = forward(acts, X, start * n_in, params, layout, cap, rows, activation, has_bias)
+        logits = forward(acts, partials, X, start * n_in, params, layout, cap, rows, activation,
+                         has_bias)
         for r in range(rows):
             z = row(acts, logits, r, k)
             output_row(z, output)
