@@ -1,8 +1,11 @@
 """One place for the decorator options every kernel uses.
 
-fastmath keeps the flags that buy speed (reassociation lets sums vectorise) and
-leaves out nnan/ninf: with those, np.isnan/np.isinf compile to False and a
-diverging loss could not be seen. error_model="numpy" makes x/0 give inf, not
+fastmath leaves out nnan/ninf: with those, np.isnan/np.isinf compile to False
+and a diverging loss could not be seen. It also leaves out reassoc: with it,
+LLVM may vectorise a sum one way when it compiles a kernel and another way in
+the code it caches, so the process that compiled would get other last bits
+than every later one (measured; tests/test_threads.py checks it). The heavy
+products run in BLAS, which reassociation does not touch. error_model="numpy" makes x/0 give inf, not
 raise, as NumPy does.
 """
 import functools
@@ -13,7 +16,7 @@ from ._cache import drop_stale_cache
 
 drop_stale_cache()  # before any kernel module loads its cached machine code
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+FASTMATH = {"nsz", "arcp", "contract", "afn"}
 
 jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 parallel_jit = functools.partial(jit, parallel=True)

@@ -74,3 +74,28 @@ def test_blas_under_the_kernels_is_single_threaded():
     controllers = _scipy_blas_controllers()
     assert controllers and all(c.num_threads == 1 for c in controllers)
     assert threadpool_info()  # threadpoolctl sees the libraries at all
+
+
+def test_the_compiling_process_and_the_cached_ones_agree(tmp_path):
+    """The first process compiles the kernels, the next loads them from the cache:
+    the same seed must give the same bits in both (fastmath without reassoc)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    # with reassoc in fastmath, the momentum cases here differed between the two runs
+    script = textwrap.dedent("""
+        import hashlib, numpy as np, fastmlp
+        rng = np.random.default_rng(0)
+        X, y3, y1 = rng.normal(size=(600, 6)), rng.integers(0, 3, 600), rng.integers(0, 2, 600)
+        for sizes, act, output, y, batch, kw in (
+                ([6, 16, 1], "relu", "sigmoid", y1, 150, dict(momentum=0.9, nesterov=True, alpha=1e-4)),
+                ([6, 16, 3], "tanh", "softmax", y3, 150, dict(alpha=1e-3)),
+                ([6, 5, 4, 3], "relu", "softmax", y3, 1, dict(optimizer="adam")),
+                ([6, 16, 3], "sigmoid", "identity", rng.normal(size=(600, 3)), 32, dict(momentum=0.9))):
+            model = fastmlp.MLP(sizes, act, output, random_state=0)
+            model.fit(X, y, epochs=3, batch_size=batch, lr=0.05, **kw)
+            print(hashlib.sha256(model.params.tobytes()).hexdigest())
+    """)
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout == runs[1].stdout
