@@ -657,3 +657,106 @@ class MLPRegressor(RegressorMixin, _BaseMLPEstimator):
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the optimizer state."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+# ---------------------------------------------------------------- model files
+# An estimator is saved as its network (fastmlp.io's arrays and header) plus a
+# JSON section: scikit-learn's constructor parameters and the fitted scalars
+# that predict and score need. Loading checks the section and rebuilds the
+# estimator around the network; the label binarizer is refitted from classes_.
+_FITTED_SCALARS = ("n_iter_", "t_", "n_outputs_", "n_layers_", "out_activation_", "loss_",
+                   "best_loss_", "best_validation_score_", "n_features_in_")
+_FITTED_LISTS = ("loss_curve_", "validation_scores_")
+
+
+def _json_float(value):
+    """Floats as JSON numbers; inf and NaN (which JSON lacks) as their names."""
+    if value is None or isinstance(value, str):
+        return value
+    value = float(value)
+    return value if np.isfinite(value) else repr(value)
+
+
+def _from_json_float(value):
+    return value if value is None else float(value)
+
+
+def _estimator_to_parts(est):
+    check_is_fitted(est)
+    fitted = {}
+    for name in _FITTED_SCALARS:
+        value = getattr(est, name, None)
+        fitted[name] = value if isinstance(value, (str, int, type(None))) else _json_float(value)
+    for name in _FITTED_LISTS:
+        value = getattr(est, name, None)
+        fitted[name] = None if value is None else [_json_float(v) for v in value]
+    if is_classifier(est):
+        fitted["y_type"] = est._label_binarizer.y_type_
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()}
+    if not isinstance(params.get("random_state"), (int, type(None))):
+        params["random_state"] = None  # a RandomState object does not go into a file
+    return est._mlp, {"params": params, "fitted": fitted}
+
+
+def _estimator_from_parts(cls, net, section):
+    if set(section) != {"params", "fitted"}:
+        raise ValueError(f"expected the keys params and fitted; got {sorted(section)}")
+    params, fitted = section["params"], section["fitted"]
+    allowed = set(cls().get_params())
+    if not isinstance(params, dict) or not set(params) <= allowed:
+        raise ValueError(f"unknown parameters {sorted(set(params) - allowed)}")
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    est = cls(**params)
+    expected = set(_FITTED_SCALARS) | set(_FITTED_LISTS) | ({"y_type"} if is_classifier(est) else set())
+    if not isinstance(fitted, dict) or set(fitted) != expected:
+        raise ValueError(f"fitted attributes must be {sorted(expected)}")
+    if list(net.layer_sizes[1:-1]) != list(np.atleast_1d(est.hidden_layer_sizes)):
+        raise ValueError("hidden_layer_sizes does not match the saved network")
+    for name in ("n_iter_", "t_", "n_outputs_", "n_layers_", "out_activation_", "n_features_in_"):
+        setattr(est, name, fitted[name])
+    for name in ("loss_", "best_loss_", "best_validation_score_"):
+        setattr(est, name, _from_json_float(fitted[name]))
+    for name in _FITTED_LISTS:
+        if fitted[name] is not None:
+            setattr(est, name, [float(v) for v in fitted[name]])
+    if est.n_features_in_ != net.layer_sizes[0] or est.n_outputs_ != net.layer_sizes[-1] and not (
+            is_classifier(est) and fitted["y_type"] == "binary"):
+        raise ValueError("n_features_in_ / n_outputs_ do not match the saved network")
+    if getattr(net, "feature_names_in_", None) is not None:
+        est.feature_names_in_ = net.feature_names_in_
+    if is_classifier(est):
+        classes = getattr(net, "classes_", None)
+        if classes is None:
+            raise ValueError("a saved classifier needs its classes")
+        est._label_binarizer = LabelBinarizer()
+        if fitted["y_type"] == "multilabel-indicator":
+            est._label_binarizer.fit(np.eye(len(classes), dtype=int))
+        elif fitted["y_type"] in ("binary", "multiclass"):
+            est._label_binarizer.fit(classes)
+        else:
+            raise ValueError(f"unknown target type {fitted['y_type']!r}")
+        est.classes_ = est._label_binarizer.classes_
+    est._mlp = net
+    return est
+
+
+def _register_model_files():
+    from fastmlp import io
+
+    for cls in (MLPClassifier, MLPRegressor):
+        io.register_kind(cls.__name__, cls, _estimator_to_parts,
+                         lambda net, section, cls=cls: _estimator_from_parts(cls, net, section))
+
+
+def _save(self, path):
+    """Write the fitted estimator to `path`; `fastmlp.load(path)` gives it back
+    (bitwise-equal predictions). The optimizer state is not kept."""
+    from fastmlp import io
+
+    return io.save(self, path)
+
+
+MLPClassifier.save = _save
+MLPRegressor.save = _save
+_register_model_files()
