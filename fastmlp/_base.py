@@ -24,7 +24,10 @@ Conventions shared by the twins (and by scikit-learn, whose numbers we match):
 """
 
 import numbers
+import signal
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,18 @@ OUTPUT_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
 REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = {"sgd": 0, "adam": 1}
 DTYPES = (np.float32, np.float64)
+
+# An epoch runs as consecutive slices of whole mini-batches, one compiled call
+# each, sized from the model's multiply-adds so that a call takes at most about
+# CALL_SECONDS: Ctrl-C is seen between calls (a kernel releases the GIL and
+# cannot be interrupted). The estimate is pessimistic -- measured here, fastmlp
+# runs 2.4-40 G multiply-adds/s and ~1-35 us per mini-batch (busy to idle
+# machine), the NumPy twin 1-5 G/s and ~75-150 us -- and depends on sizes
+# only, never on timings, so the slices, and with them every result, are the
+# same on every run. A call costs ~10 us of dispatch: 0.1-0.5% of a slice.
+CALL_SECONDS = 0.25
+ASSUMED_MACS_PER_SECOND = 1e9
+ASSUMED_SECONDS_PER_BATCH = 1e-4
 
 
 @dataclass(frozen=True)
@@ -139,15 +154,55 @@ def _real(name, value, low, high=np.inf, low_open=False, high_open=True):
     return value
 
 
+def _as_array(name, a):
+    """np.asarray(a), with numpy's errors for ragged or unconvertible input as a
+    ValueError that names the argument."""
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise ValueError(f"{name} cannot be read as an array of numbers: {e}") from None
+
+
 def _numeric_array(name, a, dtype):
     """A C-contiguous copy-or-view of `a` in `dtype`; rejects what cannot be a number."""
-    arr = np.asarray(a)
+    arr = _as_array(name, a)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported just below
+        arr = np.ascontiguousarray(arr, dtype=dtype)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
+
+
+class _DeferredInterrupt:
+    """While training, Ctrl-C sets `pressed` instead of raising KeyboardInterrupt
+    at whatever bytecode runs next (which could split the weights from their
+    step count); the loop checks it between compiled calls. Installed only over
+    Python's default SIGINT handler and only in the main thread (the only thread
+    that receives signals); otherwise a KeyboardInterrupt is left to be raised."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.pressed = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self._previous = signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, OSError):  # not the main interpreter, or no signals here
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
 
 
 class BaseMLP:
@@ -203,6 +258,20 @@ class BaseMLP:
         # int64 table read by the kernels: fan_in, fan_out, weight offset, bias offset
         self._layout = np.array(rows, dtype=np.int64)
         self.params = np.zeros(offset, dtype=self.dtype)
+        coefs, intercepts = self.unpack(self.params)
+        self._coefs = LayerViews(coefs, "coefs_", self.dtype)
+        self._intercepts = LayerViews(intercepts, "intercepts_", self.dtype)
+
+    def __getstate__(self):
+        # the per-layer views are rebuilt on load (so they stay views of params);
+        # workspaces and scratch are not worth keeping
+        state = self.__dict__.copy()
+        for key in ("_coefs", "_intercepts", "_ws", "_grads"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
         coefs, intercepts = self.unpack(self.params)
         self._coefs = LayerViews(coefs, "coefs_", self.dtype)
         self._intercepts = LayerViews(intercepts, "intercepts_", self.dtype)
@@ -274,7 +343,7 @@ class BaseMLP:
     def _check_data(self, X, y, sample_weight=None):
         X = self._check_X(X)
         n, k = X.shape[0], self.layer_sizes[-1]
-        y = np.asarray(y)
+        y = _as_array("y", y)
         if y.shape[:1] != (n,):
             raise ValueError(f"X has {n} samples but y has {y.shape[0] if y.ndim else 'no'} rows")
         if y.dtype.kind not in "biuf":
@@ -288,7 +357,8 @@ class BaseMLP:
                 y = y[:, None]
             if y.ndim != 2 or y.shape[1] != k:
                 raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
-            targets = np.ascontiguousarray(y, dtype=self.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # inf is reported just below
+                targets = np.ascontiguousarray(y, dtype=self.dtype)
             if not np.isfinite(targets).all():  # after the cast: 1e300 is inf in float32
                 raise ValueError(f"y contains NaN or infinity (in {self.dtype})")
             if self.output == "sigmoid" and ((targets < 0).any() or (targets > 1).any()):
@@ -388,8 +458,42 @@ class BaseMLP:
             raise ValueError(f"order holds row indices outside 0..{n - 1}")
         return np.array(order, dtype=np.int64)  # a copy: the kernels never see the caller's array
 
+    def _batches_per_call(self, batch_size):
+        """Mini-batches per compiled call: a pessimistic estimate of CALL_SECONDS
+        of work (3 products per layer and row, plus a fixed cost per batch)."""
+        macs = 3 * batch_size * sum(int(i) * int(o) for i, o, _, _ in self._layout)
+        seconds = macs / ASSUMED_MACS_PER_SECOND + ASSUMED_SECONDS_PER_BATCH
+        return max(1, int(CALL_SECONDS / seconds))
+
+    def _state_is_finite(self, settings):
+        """Weights, and the optimizer state the next step will use, hold no NaN/inf."""
+        if not np.isfinite(self.params).all():
+            return False
+        if settings.name == "adam":
+            return bool(np.isfinite(self._adam_m).all() and np.isfinite(self._adam_v).all())
+        return settings.momentum == 0 or bool(np.isfinite(self._velocity).all())
+
     def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
                beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh, order=None):
+        """The epoch loop of fit (fresh=True) and partial_fit.
+
+        Each epoch runs as slices of whole mini-batches, one `_train_epoch` call
+        each (`_batches_per_call`); the weights, optimizer state and Adam's step
+        count continue from slice to slice, so the result is bitwise that of one
+        call over the whole epoch, and the epoch loss is combined from the
+        slices' losses (equal up to the last bits).
+
+        Divergence: after every slice the loss, the weights and the optimizer
+        state must be finite; if not, the weights from before the epoch are
+        restored, the optimizer state is reset and a ValueError is raised.
+
+        Ctrl-C (SIGINT) while training: the slice under way finishes, then
+        training stops with the weights and optimizer state of the last
+        completed mini-batch (Adam's step count included). The unfinished epoch
+        is not recorded: loss_curve_, n_iter_ and t_ count whole epochs only.
+        fit then warns ("Training interrupted by user ...") and returns the
+        model; partial_fit raises KeyboardInterrupt, so that loops calling it
+        (a user's, the estimators', the CLI's) stop at the first Ctrl-C."""
         # Check everything before touching the model: a rejected call changes nothing.
         data = self._check_data(X, y, sample_weight)
         given_order = None if order is None else self._check_order(order, data.n_samples)
@@ -401,34 +505,83 @@ class BaseMLP:
         self._settings = settings
         n = data.n_samples if given_order is None else len(given_order)
         n_batches = -(-n // batch_size)
+        per_call = self._batches_per_call(batch_size) * batch_size  # rows per compiled call
         last_good = self._last_good
         # As scikit-learn: each epoch shuffles the previous epoch's order again.
         order = np.arange(n, dtype=np.int64) if given_order is None else given_order
         progress = _progress.for_fit(verbose, epochs, n, self.n_iter_)
+        rows_done = 0  # rows of the epoch under way whose steps are in the weights
+        interrupt = None
         try:
-            for _ in range(epochs):
-                if shuffle and given_order is None:
-                    self._rng.shuffle(order)
-                np.copyto(last_good, self.params)
-                start = time.perf_counter()
-                epoch_loss = self._train_epoch(data, order, batch_size, settings, self._adam_step)
-                seconds = time.perf_counter() - start
-                self._adam_step += n_batches
-                if not np.isfinite(epoch_loss):
-                    np.copyto(self.params, last_good)
-                    self._reset_optimizer()
-                    raise ValueError(
-                        f"training diverged: the loss became {epoch_loss} in epoch {self.n_iter_ + 1}; "
-                        "the weights of the previous epoch were restored. Try a smaller lr or scale the inputs.")
-                self.loss_curve_.append(float(epoch_loss))
-                self.n_iter_ += 1
-                self.t_ += n
-                if progress is not None:
-                    progress.update(self.n_iter_, float(epoch_loss), seconds)
+            with _DeferredInterrupt() as ctrl_c:
+                for _ in range(epochs):
+                    if ctrl_c.pressed:
+                        break
+                    if shuffle and given_order is None:
+                        self._rng.shuffle(order)
+                    np.copyto(last_good, self.params)
+                    start = time.perf_counter()
+                    rows_done = 0
+                    losses = []
+                    while rows_done < n and not ctrl_c.pressed:
+                        rows = min(per_call, n - rows_done)
+                        loss = self._train_epoch(data, order[rows_done:rows_done + rows], batch_size,
+                                                 settings, self._adam_step)
+                        self._adam_step += -(-rows // batch_size)
+                        rows_done += rows
+                        if not np.isfinite(loss) or not self._state_is_finite(settings):
+                            self._diverged(loss, last_good)
+                        losses.append((loss, rows))
+                    if rows_done < n:
+                        break  # Ctrl-C between two slices
+                    epoch_loss = self._epoch_loss(losses, n)
+                    seconds = time.perf_counter() - start
+                    self.loss_curve_.append(epoch_loss)
+                    self.n_iter_ += 1
+                    self.t_ += n
+                    if progress is not None:
+                        progress.update(self.n_iter_, epoch_loss, seconds)
+            if ctrl_c.pressed:
+                interrupt = KeyboardInterrupt()
+        except KeyboardInterrupt as e:
+            # raised, not deferred: by a SIGINT handler of the caller's (ours is only
+            # installed over Python's default one, in the main thread). The weights
+            # hold whole steps (a kernel cannot stop mid-step), but a slice that ended
+            # just before the exception may be missing from Adam's step count.
+            interrupt = e
         finally:
             if progress is not None:
                 progress.close()
+        if interrupt is not None:
+            if not fresh:
+                raise interrupt
+            where = (f"after {-(-rows_done // batch_size)} of {n_batches} mini-batches of epoch "
+                     f"{self.n_iter_ + 1}" if 0 < rows_done < n else f"after epoch {self.n_iter_}")
+            warnings.warn(f"Training interrupted by user: stopped {where}. The model keeps the weights "
+                          "of the last completed mini-batch; loss_curve_, n_iter_ and t_ count whole "
+                          "epochs only.", UserWarning, stacklevel=3)
         return self
+
+    def _epoch_loss(self, losses, n):
+        """The epoch loss from its slices' (loss, rows), as one call over the whole
+        epoch gives it: the row-weighted mean for reduction='mean', else the sum."""
+        if len(losses) == 1:
+            return float(losses[0][0])
+        if self.reduction == "mean":
+            return float(sum(float(loss) * rows for loss, rows in losses) / n)
+        return float(sum(float(loss) for loss, _ in losses))
+
+    def _diverged(self, loss, last_good):
+        np.copyto(self.params, last_good)
+        self._reset_optimizer()
+        if np.isfinite(loss):
+            what = ("the weights or the optimizer state became NaN or infinite "
+                    f"(the loss was still {loss:.6g})")
+        else:
+            what = f"the loss became {loss}"
+        raise ValueError(
+            f"training diverged: {what} in epoch {self.n_iter_ + 1}; the weights of the previous epoch "
+            "were restored. Try a smaller lr or scale the inputs.")
 
     def save(self, path, *, training_state=False):
         """Write the model to `path` (see `fastmlp.io`); `fastmlp.load(path)` reads it back.
@@ -441,7 +594,11 @@ class BaseMLP:
     # -------------------------------------------------------------- inference
     def forward(self, X):
         """Output activations: probabilities for sigmoid/softmax, values otherwise."""
-        return self._forward_rows(self._check_X(X))
+        out = self._forward_rows(self._check_X(X))
+        if not np.isfinite(out).all():
+            raise ValueError("the model's outputs overflowed to NaN or infinity for some rows: the "
+                             "inputs are too large for its weights (scale them), or the weights are")
+        return out
 
     def predict(self, X):
         out = self.forward(X)

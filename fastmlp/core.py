@@ -4,16 +4,76 @@ Python does the checks, the random draws and the bookkeeping once per epoch;
 each epoch of mini-batches is one call into `kernels.network.train_epoch`.
 Workspaces (activations, deltas, gathered input rows) are allocated once per
 batch-size capacity and reused, so training steps allocate nothing.
+
+Calls that reach the parallel kernels (a layer product of PARALLEL_MIN_MACS
+multiply-adds or more) go through `_parallel_call`:
+- numba's workqueue threading layer aborts the process when parallel kernels
+  are entered from two Python threads at once, so there they take a lock (also
+  the first time, before numba has chosen its layer);
+- a child forked after the parent ran them under the omp layer (GNU OpenMP)
+  would be killed by numba on entering them, so there prediction runs in blocks
+  small enough for the serial kernels, and training or loss evaluation of such
+  sizes raises a RuntimeError that says what to do instead.
 """
 
+import contextlib
+import os
+import threading
+
+import numba
 import numpy as np
 
 from fastmlp._base import OPTIMIZERS, OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import network
-from fastmlp.kernels._config import CHUNKS
+from fastmlp.kernels._config import CHUNKS, PARALLEL_MIN_MACS
 
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
+
+_parallel_lock = threading.Lock()
+_forked_after_omp = False
+
+
+def _threading_layer():
+    """numba's threading layer, or None before the first parallel kernel ran."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def _after_fork_in_child():
+    global _forked_after_omp
+    if _threading_layer() == "omp":
+        try:
+            from numba.np.ufunc import omppool
+            vendor = getattr(omppool, "openmp_vendor", "GNU")
+        except ImportError:
+            vendor = "GNU"
+        if vendor == "GNU":  # Intel's OpenMP survives fork
+            _forked_after_omp = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _parallel_call(macs, what):
+    """The context to enter a kernel whose largest layer product is `macs`
+    multiply-adds in: nothing for the serial kernels; for the parallel ones,
+    the lock under workqueue (or while the layer is unknown), else nothing."""
+    if macs < PARALLEL_MIN_MACS:
+        return contextlib.nullcontext()
+    if _forked_after_omp:
+        raise RuntimeError(
+            f"cannot {what} in this process: it was forked from one that had run fastmlp's parallel "
+            "kernels under numba's 'omp' threading layer (GNU OpenMP), which does not survive fork, and "
+            f"this model's layers need them (products of >= {PARALLEL_MIN_MACS} multiply-adds). Start "
+            "worker processes with multiprocessing's 'spawn' or 'forkserver' method (hand them the "
+            "model as a file: fastmlp.save / fastmlp.load), or set NUMBA_THREADING_LAYER=workqueue "
+            "(or tbb) in the parent's environment.")
+    layer = _threading_layer()
+    return _parallel_lock if layer in (None, "workqueue") else contextlib.nullcontext()
 
 
 class MLP(BaseMLP):
@@ -37,6 +97,10 @@ class MLP(BaseMLP):
             self._ws = ws
         return ws[1:]
 
+    def _largest_product(self):
+        """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
+        return int(max(int(i) * int(o) for i, o, _, _ in self._layout))
+
     def _train_epoch(self, data, order, batch_size, s, step):
         single_threaded_blas()
         acts, deltas, partials, x_batch = self._workspace(batch_size)
@@ -44,23 +108,28 @@ class MLP(BaseMLP):
             self._grads = np.empty_like(self.params)
         activation, output = self._codes()
         cast = self.dtype.type
-        return network.train_epoch(
-            self.params, self._grads, self._velocity, self._adam_m, self._adam_v,
-            acts, deltas, partials, x_batch, data.X.reshape(-1), data.labels, data.targets,
-            data.sample_weight, order,
-            self._layout, activation, output, self.bias, self.reduction == "mean",
-            batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
-            cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step)
+        with _parallel_call(min(batch_size, len(order)) * self._largest_product(), "train this model"):
+            return network.train_epoch(
+                self.params, self._grads, self._velocity, self._adam_m, self._adam_v,
+                acts, deltas, partials, x_batch, data.X.reshape(-1), data.labels, data.targets,
+                data.sample_weight, order,
+                self._layout, activation, output, self.bias, self.reduction == "mean",
+                batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
+                cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step)
 
     def _forward_rows(self, X):
         single_threaded_blas()
         cap = min(len(X), PREDICT_ROWS)
+        largest = self._largest_product()
+        if _forked_after_omp and cap * largest >= PARALLEL_MIN_MACS:
+            cap = max(1, (PARALLEL_MIN_MACS - 1) // largest)  # blocks for the serial kernels
         units = sum(self.layer_sizes[1:])
         acts = np.empty(cap * units, self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
-        network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts,
-                                self._partials(), cap, activation, output, self.bias)
+        with _parallel_call(cap * largest, "predict with this model"):
+            network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts,
+                                    self._partials(), cap, activation, output, self.bias)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
@@ -72,8 +141,10 @@ class MLP(BaseMLP):
         grads = np.empty_like(self.params)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
-        loss = network.loss_and_backward(
-            grads, acts, deltas, self._partials(), data.X.reshape(-1), 0, np.arange(n, dtype=np.int64), data.labels,
-            data.targets, data.sample_weight, self.params, self._layout, n, activation, output, self.bias,
-            self.reduction == "mean", self.dtype.type(alpha), want_grad, dx.reshape(-1))
+        with _parallel_call(n * self._largest_product(), "evaluate the loss of this model"):
+            loss = network.loss_and_backward(
+                grads, acts, deltas, self._partials(), data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
+                data.labels, data.targets, data.sample_weight, self.params, self._layout, n, activation,
+                output, self.bias, self.reduction == "mean", self.dtype.type(alpha), want_grad,
+                dx.reshape(-1))
         return float(loss), grads if want_grad else None, dx if want_input_grad else None

@@ -35,8 +35,8 @@ import math
 import numbers
 import os
 import re
+import secrets
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -316,11 +316,19 @@ def save(obj, path, *, training_state=False, extra=None, extra_arrays=None):
 
 
 def atomic_write(path, write):
-    """Call write(file) on a temporary file beside `path`, fsync it, rename it to `path`."""
+    """Call write(file) on a temporary file beside `path`, fsync it, rename it to `path`.
+
+    Ctrl-C at any moment leaves `path` as it was (or, after the rename, the new
+    file) and removes the temporary file: its name is chosen before it is
+    created, so the clean-up knows it even when the interrupt lands inside the
+    call that creates it. A KeyboardInterrupt that zipfile's own clean-up turned
+    into another error is raised as a KeyboardInterrupt again."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    # 96 random bits: no other file has this name (and os.open below refuses one that does)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(12)}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -329,11 +337,10 @@ def atomic_write(path, write):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as error:
+        _remove_temporary(tmp)
+        if not isinstance(error, KeyboardInterrupt) and _caused_by_interrupt(error):
+            raise KeyboardInterrupt from error
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -345,6 +352,29 @@ def atomic_write(path, write):
         pass
     finally:
         os.close(dir_fd)
+
+
+def _remove_temporary(tmp):
+    for _ in range(3):  # a second Ctrl-C during the clean-up: finish it first
+        try:
+            os.unlink(tmp)
+            return
+        except OSError:  # never created, already renamed, or not ours to remove
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _caused_by_interrupt(error):
+    """Whether a KeyboardInterrupt is in the chain of exceptions behind `error`
+    (e.g. zipfile refusing to close an archive whose member write was interrupted)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 # ----------------------------------------------------------------- load
@@ -387,8 +417,11 @@ class ModelFile:
         net.t_ = h["t"]
         t = h["training"]
         if t is not None:
-            net._settings = net._check_optimizer(t["optimizer"], t["lr"], t["momentum"], t["nesterov"],
-                                                 t["alpha"], t["beta_1"], t["beta_2"], t["epsilon"])
+            try:
+                net._settings = net._check_optimizer(t["optimizer"], t["lr"], t["momentum"], t["nesterov"],
+                                                     t["alpha"], t["beta_1"], t["beta_2"], t["epsilon"])
+            except ValueError as e:
+                raise ModelFileError(f"{self.path}: header field 'training': {e}") from None
         s = h["state"]
         if s is not None:
             for name in STATE_ARRAYS:
@@ -631,6 +664,8 @@ def _parse_header(path, raw):
                           "training", "n_iter", "t", "loss_curve_length", "state", "classes",
                           "feature_names", "estimator", "extra", "extra_arrays"))
     kind = header["kind"]
+    if not isinstance(kind, str):
+        c.fail("kind", f"must be a string; got {type(kind).__name__}")
     if kind in _KIND_MODULES and kind not in _KINDS:
         import importlib
 
@@ -670,6 +705,8 @@ def _parse_header(path, raw):
         c.real(t["epsilon"], "training.epsilon", 0.0)
         if not t["lr"] > 0 or not t["epsilon"] > 0:
             c.fail("training", "must have lr > 0 and epsilon > 0")
+        if max(t["momentum"], t["beta_1"], t["beta_2"]) >= 1:
+            c.fail("training", "must have momentum, beta_1 and beta_2 below 1")
     c.int(header["n_iter"], "n_iter")
     c.int(header["t"], "t")
     c.int(header["loss_curve_length"], "loss_curve_length", 0, 2**40)

@@ -16,6 +16,14 @@ from ._cache import drop_stale_cache
 
 drop_stale_cache()  # before any kernel module loads its cached machine code
 
+# Cached kernels that call parallel ones refer to symbols of numba's threading
+# layer (allocate_sched, ...). Loaded from the cache before that layer has
+# started, they fail to link and the process dies (numba issues 8578, 10128):
+# start it first.
+from numba.np.ufunc import parallel as _parallel  # noqa: E402
+
+_parallel._launch_threads()
+
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 
 jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -19,3 +19,17 @@ def make_targets(output, n, k, rng):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# hypothesis: no deadline (the first call of a kernel compiles or loads it), and
+# in CI (CI=true) a derandomised profile, so every run tries the same examples
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the property tests skip themselves without hypothesis
+    pass
+else:
+    import os as _os
+
+    _hypothesis_settings.register_profile("dev", deadline=None)
+    _hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+    _hypothesis_settings.load_profile("ci" if _os.environ.get("CI", "").lower() == "true" else "dev")

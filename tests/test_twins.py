@@ -171,3 +171,19 @@ def test_reset_optimizer_forgets_the_momentum():
         model.partial_fit(X, y, momentum=0.9, shuffle=False)
     assert not np.array_equal(a.params, b.params)
     np.testing.assert_array_equal(b.params, fresh.params)
+
+
+@pytest.mark.parametrize("Impl", [fastmlp.MLP, fastmlp.reference.MLP], ids=["fastmlp", "reference"])
+def test_pickle_and_deepcopy_keep_views_and_training_state(Impl):
+    import copy
+    import pickle
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 2, 20)
+    model = Impl([3, 4, 2], random_state=0)
+    model.partial_fit(X, y, momentum=0.9)
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert np.shares_memory(clone.coefs_[0], clone.params)
+        np.testing.assert_array_equal(clone.forward(X), model.forward(X))
+        clone.partial_fit(X, y, momentum=0.9)
+    model.partial_fit(X, y, momentum=0.9)
+    np.testing.assert_array_equal(clone.params, model.params)  # velocity and RNG carried over
