@@ -41,6 +41,18 @@ def row(buffer, offset, i, cols):
 
 
 @jit
+def bias_grad(grads, b_off, D, d_off, rows, fan_out):
+    """dbias = column sums of D (rows, fan_out)."""
+    dbias = grads[b_off:b_off + fan_out]
+    for j in range(fan_out):
+        dbias[j] = 0
+    for r in range(rows):
+        d = row(D, d_off, r, fan_out)
+        for j in range(fan_out):
+            dbias[j] += d[j]
+
+
+@jit
 def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
                   activation):
     """Z = f(A @ W + bias)."""
@@ -92,13 +104,7 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
                 for j in range(fan_out):
                     g[j] += ak * d[j]
     if has_bias:
-        dbias = grads[b_off:b_off + fan_out]
-        for j in range(fan_out):
-            dbias[j] = 0
-        for r in range(rows):
-            d = row(D, d_off, r, fan_out)
-            for j in range(fan_out):
-                dbias[j] += d[j]
+        bias_grad(grads, b_off, D, d_off, rows, fan_out)
 
 
 @jit
@@ -220,10 +226,4 @@ def dense_backward_params_chunked(grads, partials, A, a_off, D, d_off, params, w
             total += partials[(c - 1) * size + p]
         dW[p] = total + decay * W[p]
     if has_bias:
-        dbias = grads[b_off:b_off + fan_out]
-        for j in range(fan_out):
-            dbias[j] = 0
-        for r in range(rows):
-            d = row(D, d_off, r, fan_out)
-            for j in range(fan_out):
-                dbias[j] += d[j]
+        bias_grad(grads, b_off, D, d_off, rows, fan_out)
