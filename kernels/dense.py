@@ -41,6 +41,18 @@ def row(buffer, offset, i, cols):
 
 
 @jit
+def add_bias_and_activate(Z, z_off, params, b_off, rows, fan_out, has_bias, activation):
+    """The epilogue after a BLAS product: Z = f(Z + bias), row by row."""
+    bias = params[b_off:b_off + fan_out]
+    for r in range(rows):
+        z = row(Z, z_off, r, fan_out)
+        if has_bias:
+            for j in range(fan_out):
+                z[j] += bias[j]
+        activate_row(z, activation)
+
+
+@jit
 def bias_grad(grads, b_off, D, d_off, rows, fan_out):
     """dbias = column sums of D (rows, fan_out)."""
     dbias = grads[b_off:b_off + fan_out]
@@ -60,12 +72,7 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
     if use_blas(rows, fan_in, fan_out):
         np.dot(matrix(A, a_off, rows, fan_in), matrix(params, w_off, fan_in, fan_out),
                matrix(Z, z_off, rows, fan_out))
-        for r in range(rows):
-            z = row(Z, z_off, r, fan_out)
-            if has_bias:
-                for j in range(fan_out):
-                    z[j] += bias[j]
-            activate_row(z, activation)
+        add_bias_and_activate(Z, z_off, params, b_off, rows, fan_out, has_bias, activation)
         return
     for r in range(rows):
         z = row(Z, z_off, r, fan_out)
@@ -192,13 +199,7 @@ def dense_forward_chunked(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in
                           activation, partials):
     """Z = f(A @ W + bias), the product in parallel blocks of rows."""
     chunked_product(FORWARD, Z, z_off, A, a_off, params, w_off, partials, rows, fan_in, fan_out)
-    bias = params[b_off:b_off + fan_out]
-    for r in range(rows):
-        z = row(Z, z_off, r, fan_out)
-        if has_bias:
-            for j in range(fan_out):
-                z[j] += bias[j]
-        activate_row(z, activation)
+    add_bias_and_activate(Z, z_off, params, b_off, rows, fan_out, has_bias, activation)
 
 
 @jit
