@@ -26,7 +26,7 @@ import numpy as np
 from fastmlp._base import OPTIMIZERS, OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import network
-from fastmlp.kernels._config import CHUNKS, PARALLEL_MIN_MACS
+from fastmlp.kernels._config import PARALLEL_MIN_MACS
 
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
 
@@ -82,18 +82,13 @@ class MLP(BaseMLP):
     def _codes(self):
         return HIDDEN_ACTIVATIONS[self.activation], OUTPUTS[self.output]
 
-    def _partials(self):
-        """Scratch for the weight-gradient partials of chunked (large) layers."""
-        largest = max(int(i * o) for i, o, _, _ in self._layout)
-        return np.empty((CHUNKS - 1) * largest, self.dtype)
-
     def _workspace(self, cap):
-        """(acts, deltas, partials, x_batch) for batches of up to `cap` rows, kept for reuse."""
+        """(acts, deltas, x_batch) for batches of up to `cap` rows, kept for reuse."""
         ws = getattr(self, "_ws", None)
         if ws is None or ws[0] != cap:
             units = sum(self.layer_sizes[1:])
             ws = (cap, np.empty(cap * units, self.dtype), np.empty(cap * units, self.dtype),
-                  self._partials(), np.empty(cap * self.layer_sizes[0], self.dtype))
+                  np.empty(cap * self.layer_sizes[0], self.dtype))
             self._ws = ws
         return ws[1:]
 
@@ -103,7 +98,7 @@ class MLP(BaseMLP):
 
     def _train_epoch(self, data, order, batch_size, s, step):
         single_threaded_blas()
-        acts, deltas, partials, x_batch = self._workspace(batch_size)
+        acts, deltas, x_batch = self._workspace(batch_size)
         if getattr(self, "_grads", None) is None or self._grads.shape != self.params.shape:
             self._grads = np.empty_like(self.params)
         activation, output = self._codes()
@@ -111,7 +106,7 @@ class MLP(BaseMLP):
         with _parallel_call(min(batch_size, len(order)) * self._largest_product(), "train this model"):
             return network.train_epoch(
                 self.params, self._grads, self._velocity, self._adam_m, self._adam_v,
-                acts, deltas, partials, x_batch, data.X.reshape(-1), data.labels, data.targets,
+                acts, deltas, x_batch, data.X.reshape(-1), data.labels, data.targets,
                 data.sample_weight, order,
                 self._layout, activation, output, self.bias, self.reduction == "mean",
                 batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
@@ -128,8 +123,8 @@ class MLP(BaseMLP):
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
         with _parallel_call(cap * largest, "predict with this model"):
-            network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts,
-                                    self._partials(), cap, activation, output, self.bias)
+            network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
+                                    activation, output, self.bias)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
@@ -143,8 +138,8 @@ class MLP(BaseMLP):
         activation, output = self._codes()
         with _parallel_call(n * self._largest_product(), "evaluate the loss of this model"):
             loss = network.loss_and_backward(
-                grads, acts, deltas, self._partials(), data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
+                grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
                 data.labels, data.targets, data.sample_weight, self.params, self._layout, n, activation,
                 output, self.bias, self.reduction == "mean", self.dtype.type(alpha), want_grad,
-                dx.reshape(-1))
+                dx.reshape(-1), self.dtype.type(0))
         return float(loss), grads if want_grad else None, dx if want_input_grad else None
