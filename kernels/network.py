@@ -14,7 +14,9 @@ One compiled call runs a whole epoch: for each mini-batch, gather, forward,
 fused output + loss + delta, backward, optimizer step. Nothing is allocated
 per mini-batch and no view is made outside the BLAS calls of large layers.
 """
-from ._config import PREFETCH_ROWS_AHEAD, jit
+from numba import prange
+
+from ._config import CHUNKS, PARALLEL_MIN_MACS, PREFETCH_ROWS_AHEAD, jit, parallel_jit
 from .activations import IDENTITY
 from .dense import dense_backward_input, dense_backward_params, dense_forward, row
 from .losses import output_delta, output_row
@@ -104,18 +106,38 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
 
 
 @jit
-def gather_rows(x_batch, X, order, start, stop, n_in):
-    """x_batch = the rows order[start:stop] of X, prefetching a few rows ahead."""
-    n, line = order.shape[0], max(1, 64 // X.itemsize)  # elements per 64-byte cache line
-    for r in range(stop - start):
-        ahead = start + r + PREFETCH_ROWS_AHEAD
-        if ahead < n:
+def gather_rows(x_batch, X, order, start, stop, n_in, first, last):
+    """Rows first..last-1 of the batch: x_batch row r = X row order[start + r], prefetching
+    a few rows ahead."""
+    line = max(1, 64 // X.itemsize)  # elements per 64-byte cache line
+    for r in range(first, last):
+        ahead = start + r + PREFETCH_ROWS_AHEAD  # may be in the next batch
+        if ahead < order.shape[0]:
             nxt = order[ahead] * n_in
             for j in range(0, n_in, line):
                 prefetch(X, nxt + j)
         src = order[start + r] * n_in
         # a slice assignment (memcpy): 1.5-1.7x faster than an element loop here
         x_batch[r * n_in:(r + 1) * n_in] = X[src:src + n_in]
+
+
+@parallel_jit
+def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in):
+    """The batch's rows in CHUNKS blocks, copied in parallel (a copy: any split gives
+    the same bits)."""
+    b = stop - start
+    for c in prange(CHUNKS):
+        gather_rows(x_batch, X, order, start, stop, n_in, b * c // CHUNKS, b * (c + 1) // CHUNKS)
+
+
+@jit
+def gather_batch(x_batch, X, order, start, stop, n_in, fan_out):
+    """x_batch = the rows order[start:stop] of X (row-major, flat); in parallel blocks
+    when the first layer's products run in them (so no other size turns parallel)."""
+    if (stop - start) * n_in * fan_out >= PARALLEL_MIN_MACS:
+        gather_rows_in_blocks(x_batch, X, order, start, stop, n_in)
+    else:
+        gather_rows(x_batch, X, order, start, stop, n_in, 0, stop - start)
 
 
 @jit
@@ -134,7 +156,7 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
-        gather_rows(x_batch, X, order, start, stop, n_in)
+        gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1])
         loss = loss_and_backward(grads, acts, deltas, x_batch, 0, rows, labels, targets,
                                  sample_weight, params, layout, batch_size, activation, output,
                                  has_bias, mean, alpha, True, no_dx, fused_lr)

@@ -72,6 +72,25 @@ def test_five_epoch_trajectories_match(activation, output, bias, reduction, batc
     assert len(fast.loss_curve_) == 7
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("batch_size", [1, N], ids=["batch1", "batchN"])
+@pytest.mark.parametrize("alpha", [0.0, 1e-2], ids=["noL2", "L2"])
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_plain_sgd_steps_inside_the_backward_pass_match(output, alpha, batch_size, dtype):
+    """Plain SGD (no momentum) is taken inside the backward pass, in the weight-gradient
+    gemm on larger layers (batch N) and after the loops on small ones (batch 1)."""
+    rng = np.random.default_rng(13)
+    X, y = rng.normal(size=(N, SIZES[0])), make_targets(output, N, SIZES[-1], rng)
+    sw = rng.random(N) + 0.5
+    fast, ref = twins(output=output, dtype=dtype, random_state=2)
+    for model in (fast, ref):
+        model.fit(X, y, epochs=6, batch_size=batch_size, lr=0.05, alpha=alpha, sample_weight=sw)
+    tol = TOLERANCE[dtype]
+    assert rel_err(fast.params, ref.params) < tol
+    assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
+    assert not np.array_equal(fast.params, twins(output=output, dtype=dtype, random_state=2)[0].params)
+
+
 def test_views_are_the_flat_parameters():
     model = fastmlp.MLP([3, 4, 2], random_state=0)
     model.coefs_[0][1, 2] = 5.0
