@@ -9,12 +9,14 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 
+# --compile-bytecode: uv writes no .pyc files by default, and then every fresh
+# process compiles numpy, numba and scipy from source again (~1.2 s of a first fit).
 $(VENV)/.demo: $(BIN)/uv pyproject.toml
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[sklearn,cli]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[sklearn,cli]'
 	touch $@
 
 $(VENV)/.test: $(BIN)/uv pyproject.toml
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test]'
 	touch $@
 
 # Trains on scikit-learn's bundled digits with the `fastmlp` command (a plot and a
