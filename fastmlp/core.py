@@ -5,15 +5,18 @@ each epoch of mini-batches is one call into `kernels.network.train_epoch`.
 Workspaces (activations, deltas, gathered input rows) are allocated once per
 batch-size capacity and reused, so training steps allocate nothing.
 
-Calls that reach the parallel kernels (a layer product of PARALLEL_MIN_MACS
-multiply-adds or more) go through `_parallel_call`:
+Every kernel comes in two variants that give the same bits: a serial one
+(`parallel=None`: large products still split into their fixed blocks, run one
+after the other) and a parallel one (the blocks run under numba's threads).
+`_kernel_mode` picks the parallel variant only where it can help: a layer
+product of PARALLEL_MIN_MACS multiply-adds or more and more than one thread.
+So small models, and any model at one thread, never compile the parallel
+kernels (seconds of compile time) nor pay their thread launches. And:
 - numba's workqueue threading layer aborts the process when parallel kernels
   are entered from two Python threads at once, so there they take a lock (also
   the first time, before numba has chosen its layer);
 - a child forked after the parent ran them under the omp layer (GNU OpenMP)
-  would be killed by numba on entering them, so there prediction runs in blocks
-  small enough for the serial kernels, and training or loss evaluation of such
-  sizes raises a RuntimeError that says what to do instead.
+  would be killed by numba on entering them, so there the serial variant runs.
 """
 
 import contextlib
@@ -58,22 +61,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _parallel_call(macs, what):
-    """The context to enter a kernel whose largest layer product is `macs`
-    multiply-adds in: nothing for the serial kernels; for the parallel ones,
-    the lock under workqueue (or while the layer is unknown), else nothing."""
-    if macs < PARALLEL_MIN_MACS:
-        return contextlib.nullcontext()
-    if _forked_after_omp:
-        raise RuntimeError(
-            f"cannot {what} in this process: it was forked from one that had run fastmlp's parallel "
-            "kernels under numba's 'omp' threading layer (GNU OpenMP), which does not survive fork, and "
-            f"this model's layers need them (products of >= {PARALLEL_MIN_MACS} multiply-adds). Start "
-            "worker processes with multiprocessing's 'spawn' or 'forkserver' method (hand them the "
-            "model as a file: fastmlp.save / fastmlp.load), or set NUMBA_THREADING_LAYER=workqueue "
-            "(or tbb) in the parent's environment.")
+def _kernel_mode(macs):
+    """(context, parallel) to call a kernel whose largest layer product is `macs`
+    multiply-adds in: parallel=None selects the serial variant (see the module
+    docstring); the context is the lock under workqueue (or while the layer is
+    unknown) for the parallel one, else nothing."""
+    if macs < PARALLEL_MIN_MACS or numba.get_num_threads() < 2 or _forked_after_omp:
+        return contextlib.nullcontext(), None
     layer = _threading_layer()
-    return _parallel_lock if layer in (None, "workqueue") else contextlib.nullcontext()
+    return (_parallel_lock if layer in (None, "workqueue") else contextlib.nullcontext()), True
 
 
 class MLP(BaseMLP):
@@ -103,28 +99,27 @@ class MLP(BaseMLP):
             self._grads = np.empty_like(self.params)
         activation, output = self._codes()
         cast = self.dtype.type
-        with _parallel_call(min(batch_size, len(order)) * self._largest_product(), "train this model"):
+        context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
+        with context:
             return network.train_epoch(
                 self.params, self._grads, self._velocity, self._adam_m, self._adam_v,
                 acts, deltas, x_batch, data.X.reshape(-1), data.labels, data.targets,
                 data.sample_weight, order,
                 self._layout, activation, output, self.bias, self.reduction == "mean",
                 batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
-                cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step)
+                cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step, parallel)
 
     def _forward_rows(self, X):
         single_threaded_blas()
         cap = min(len(X), PREDICT_ROWS)
-        largest = self._largest_product()
-        if _forked_after_omp and cap * largest >= PARALLEL_MIN_MACS:
-            cap = max(1, (PARALLEL_MIN_MACS - 1) // largest)  # blocks for the serial kernels
         units = sum(self.layer_sizes[1:])
         acts = np.empty(cap * units, self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
-        with _parallel_call(cap * largest, "predict with this model"):
+        context, parallel = _kernel_mode(cap * self._largest_product())
+        with context:
             network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
-                                    activation, output, self.bias)
+                                    activation, output, self.bias, parallel)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
@@ -136,10 +131,11 @@ class MLP(BaseMLP):
         grads = np.empty_like(self.params)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
-        with _parallel_call(n * self._largest_product(), "evaluate the loss of this model"):
+        context, parallel = _kernel_mode(n * self._largest_product())
+        with context:
             loss = network.loss_and_backward(
                 grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
                 data.labels, data.targets, data.sample_weight, self.params, self._layout, n, activation,
                 output, self.bias, self.reduction == "mean", self.dtype.type(alpha), want_grad,
-                dx.reshape(-1), self.dtype.type(0))
+                dx.reshape(-1), self.dtype.type(0), parallel)
         return float(loss), grads if want_grad else None, dx if want_input_grad else None

@@ -15,6 +15,7 @@ Legend:  b  rows,  i  fan_in,  o  fan_out
     A (b, i)  layer input at a_off       W (i, o) at w_off,  bias (o,) at b_off (in params)
     Z (b, o)  layer output at z_off      D (b, o) deltas (dL/dZ) at d_off
     dW, dbias in grads at w_off, b_off   dA (b, i) at da_off
+    parallel  None: run large products' blocks one after the other (see product)
 """
 from numba import prange
 
@@ -43,40 +44,55 @@ def row(buffer, offset, i, cols):
 # deep shapes): by rows for the weight gradient and for float64 forward
 # products, by columns for input gradients and float32 forward products; the
 # other way was 3-15% slower.
+@jit
+def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
+               beta, C, c_off, ldc):
+    """Block c of CHUNKS of the product (see above)."""
+    if split_columns:  # columns c0.. of op(B) and C: columns of B, or rows if transposed
+        c0, c1 = n * c // CHUNKS, n * (c + 1) // CHUNKS
+        gemm(trans_a, trans_b, m, c1 - c0, k, alpha, A, a_off, lda, B,
+             b_off + (c0 * ldb if trans_b else c0), ldb, beta, C, c_off + c0, ldc)
+    else:  # rows r0.. of op(A) and C: rows of A, or columns if transposed
+        r0, r1 = m * c // CHUNKS, m * (c + 1) // CHUNKS
+        gemm(trans_a, trans_b, r1 - r0, n, k, alpha, A, a_off + (r0 if trans_a else r0 * lda), lda,
+             B, b_off, ldb, beta, C, c_off + r0 * ldc, ldc)
+
+
 @parallel_jit
 def gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                    beta, C, c_off, ldc):
     for c in prange(CHUNKS):
-        if split_columns:  # columns c0.. of op(B) and C: columns of B, or rows if transposed
-            c0, c1 = n * c // CHUNKS, n * (c + 1) // CHUNKS
-            gemm(trans_a, trans_b, m, c1 - c0, k, alpha, A, a_off, lda, B,
-                 b_off + (c0 * ldb if trans_b else c0), ldb, beta, C, c_off + c0, ldc)
-        else:  # rows r0.. of op(A) and C: rows of A, or columns if transposed
-            r0, r1 = m * c // CHUNKS, m * (c + 1) // CHUNKS
-            gemm(trans_a, trans_b, r1 - r0, n, k, alpha, A, a_off + (r0 if trans_a else r0 * lda),
-                 lda, B, b_off, ldb, beta, C, c_off + r0 * ldc, ldc)
+        gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
+                   beta, C, c_off, ldc)
 
 
 @jit
-def product(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C,
-            c_off, ldc):
-    """gemm (see _blas.py), in parallel blocks from PARALLEL_MIN_MACS multiply-adds up."""
-    if m * n * k >= PARALLEL_MIN_MACS:
-        gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+            ldb, beta, C, c_off, ldc):
+    """gemm (see _blas.py); from PARALLEL_MIN_MACS multiply-adds up in CHUNKS blocks, run
+    in parallel, or one after the other when `parallel` is None. numba drops the branch
+    a None rules out when it compiles, so the serial kernels never compile the
+    parallel ones (which costs seconds) and give the same bits."""
+    if m * n * k < PARALLEL_MIN_MACS:
+        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+    elif parallel is None:
+        for c in range(CHUNKS):
+            gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
                        ldb, beta, C, c_off, ldc)
     else:
-        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+        gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+                       ldb, beta, C, c_off, ldc)
 
 
 @jit
 def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
-                  activation):
+                  activation, parallel):
     """Z = f(A @ W + bias)."""
     bias = params[b_off:b_off + fan_out]
     blas = use_blas(rows, fan_in, fan_out)
     if blas:
-        product(Z.itemsize == 4, False, False, rows, fan_out, fan_in, 1.0, A, a_off, fan_in, params,
-                w_off, fan_out, 0.0, Z, z_off, fan_out)
+        product(parallel, Z.itemsize == 4, False, False, rows, fan_out, fan_in, 1.0, A, a_off,
+                fan_in, params, w_off, fan_out, 0.0, Z, z_off, fan_out)
     for r in range(rows):
         z = row(Z, z_off, r, fan_out)
         if not blas:
@@ -96,7 +112,7 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
 
 @jit
 def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows, fan_in, fan_out,
-                          decay, has_bias, lr):
+                          decay, has_bias, lr, parallel):
     """dW = A.T @ D + decay * W;  dbias = column sums of D.
     lr > 0: plain SGD, params -= lr * gradient, the weights' part inside gemm
     (grads then holds the bias gradient only, for this layer)."""
@@ -104,11 +120,11 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
     W, dW = params[w_off:w_off + size], grads[w_off:w_off + size]
     if use_blas(rows, fan_in, fan_out):
         if lr > 0:
-            product(False, True, False, fan_in, fan_out, rows, -lr, A, a_off, fan_in, D, d_off, fan_out,
-                    1.0 - lr * decay, params, w_off, fan_out)
+            product(parallel, False, True, False, fan_in, fan_out, rows, -lr, A, a_off, fan_in, D,
+                    d_off, fan_out, 1.0 - lr * decay, params, w_off, fan_out)
         else:
-            product(False, True, False, fan_in, fan_out, rows, 1.0, A, a_off, fan_in, D, d_off, fan_out,
-                    0.0, grads, w_off, fan_out)
+            product(parallel, False, True, False, fan_in, fan_out, rows, 1.0, A, a_off, fan_in, D,
+                    d_off, fan_out, 0.0, grads, w_off, fan_out)
             if decay != 0:
                 for p in range(size):
                     dW[p] += decay * W[p]
@@ -142,11 +158,11 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
 
 @jit
 def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in, fan_out,
-                         activation):
+                         activation, parallel):
     """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor)."""
     if use_blas(rows, fan_in, fan_out):
-        product(True, False, True, rows, fan_in, fan_out, 1.0, D, d_off, fan_out, params, w_off, fan_out,
-                0.0, dA, da_off, fan_in)
+        product(parallel, True, False, True, rows, fan_in, fan_out, 1.0, D, d_off, fan_out, params,
+                w_off, fan_out, 0.0, dA, da_off, fan_in)
         if activation != IDENTITY:
             da, a = dA[da_off:da_off + rows * fan_in], A[a_off:a_off + rows * fan_in]
             for p in range(rows * fan_in):

@@ -9,6 +9,7 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
     X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
     targets (n, k)            as in losses.py
+    parallel                  None: serial kernels only, same results (see dense.product)
 
 One compiled call runs a whole epoch: for each mini-batch, gather, forward,
 fused output + loss + delta, backward, optimizer step. Nothing is allocated
@@ -34,7 +35,7 @@ def block_offset(layout, l, cap):
 
 
 @jit
-def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
+def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, parallel):
     """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
     inputs, in_off = x, x_off
@@ -42,7 +43,7 @@ def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias):
         out_off = block_offset(layout, l, cap)
         f = activation if l < n_layers - 1 else IDENTITY
         dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
-                      layout[l, 0], layout[l, 1], has_bias, f)
+                      layout[l, 0], layout[l, 1], has_bias, f, parallel)
         inputs, in_off = acts, out_off
     return in_off
 
@@ -61,7 +62,7 @@ def l2_penalty(params, layout):
 @jit
 def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
                       layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx,
-                      step_lr):
+                      step_lr, parallel):
     """Forward, fused output loss, and (want_grad) backward into grads for the rows
     rows[:] whose inputs sit at x_off; dx (rows x n_in, flat; may be empty) receives
     dL/dx. step_lr > 0 (with want_grad): take the plain SGD step params -= step_lr *
@@ -69,7 +70,7 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
     the batch loss with its L2 penalty, divided by the normaliser."""
     b = rows.shape[0]
     last = layout.shape[0] - 1
-    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias)
+    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias, parallel)
     norm = 1.0
     if mean:
         if sample_weight.shape[0]:
@@ -98,10 +99,10 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
             # dx (no activation there)
             target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
             dense_backward_input(target, t_off, deltas, d_off, params, w_off, inputs, a_off, b,
-                                 fan_in, fan_out, f)
+                                 fan_in, fan_out, f, parallel)
         if want_grad:
             dense_backward_params(grads, inputs, a_off, deltas, d_off, params, w_off, b_off, b,
-                                  fan_in, fan_out, decay, has_bias, step_lr)
+                                  fan_in, fan_out, decay, has_bias, step_lr, parallel)
     return total * inv_norm
 
 
@@ -131,20 +132,21 @@ def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in):
 
 
 @jit
-def gather_batch(x_batch, X, order, start, stop, n_in, fan_out):
+def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, parallel):
     """x_batch = the rows order[start:stop] of X (row-major, flat); in parallel blocks
     when the first layer's products run in them (so no other size turns parallel)."""
-    if (stop - start) * n_in * fan_out >= PARALLEL_MIN_MACS:
-        gather_rows_in_blocks(x_batch, X, order, start, stop, n_in)
-    else:
-        gather_rows(x_batch, X, order, start, stop, n_in, 0, stop - start)
+    if parallel is not None:  # a plain `is None` test: numba drops the branch for None
+        if (stop - start) * n_in * fan_out >= PARALLEL_MIN_MACS:
+            gather_rows_in_blocks(x_batch, X, order, start, stop, n_in)
+            return
+    gather_rows(x_batch, X, order, start, stop, n_in, 0, stop - start)
 
 
 @jit
 def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
                 X, labels, targets, sample_weight, order, layout, activation, output, has_bias, mean,
                 batch_size, optimizer, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha,
-                step):
+                step, parallel):
     """One epoch of mini-batch descent over X in `order`; returns the epoch loss
     (scikit-learn's: mean of batch losses weighted by batch rows, or their sum)."""
     n = order.shape[0]
@@ -156,10 +158,10 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
-        gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1])
+        gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
         loss = loss_and_backward(grads, acts, deltas, x_batch, 0, rows, labels, targets,
                                  sample_weight, params, layout, batch_size, activation, output,
-                                 has_bias, mean, alpha, True, no_dx, fused_lr)
+                                 has_bias, mean, alpha, True, no_dx, fused_lr, parallel)
         epoch_loss += loss * (stop - start) if mean else loss
         step += 1
         if optimizer == ADAM:
@@ -170,14 +172,14 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
 
 
 @jit
-def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_bias):
+def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_bias, parallel):
     """Outputs for every row of X (flat, row-major), cap rows at a time, into out (n, k)."""
     n_in, k = layout[0, 0], layout[layout.shape[0] - 1, 1]
     n = X.shape[0] // n_in
     for start in range(0, n, cap):
         rows = min(start + cap, n) - start
         logits = forward(acts, X, start * n_in, params, layout, cap, rows, activation,
-                         has_bias)
+                         has_bias, parallel)
         for r in range(rows):
             z = row(acts, logits, r, k)
             output_row(z, output)
