@@ -15,13 +15,14 @@ One compiled call runs a whole epoch: for each mini-batch, gather, forward,
 fused output + loss + delta, backward, optimizer step. Nothing is allocated
 per mini-batch and no view is made outside the BLAS calls of large layers.
 """
+import numpy as np
 from numba import prange
 
 from ._config import CHUNKS, PARALLEL_MIN_MACS, PREFETCH_ROWS_AHEAD, jit, parallel_jit
+from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .dense import dense_backward_input, dense_backward_params, dense_forward, row
 from .losses import output_delta, output_row
-from ._prefetch import prefetch
 from .optimizers import ADAM, adam_step, sgd_step
 
 
@@ -118,8 +119,7 @@ def gather_rows(x_batch, X, order, start, stop, n_in, first, last):
             for j in range(0, n_in, line):
                 prefetch(X, nxt + j)
         src = order[start + r] * n_in
-        # a slice assignment (memcpy): 1.5-1.7x faster than an element loop here
-        x_batch[r * n_in:(r + 1) * n_in] = X[src:src + n_in]
+        copy(x_batch, r * n_in, X, src, n_in)  # a memcpy: 1.5x an element loop at 784
 
 
 @parallel_jit
@@ -159,7 +159,7 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
         stop = min(start + batch_size, n)
         rows = order[start:stop]
         gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
-        loss = loss_and_backward(grads, acts, deltas, x_batch, 0, rows, labels, targets,
+        loss = loss_and_backward(grads, acts, deltas, x_batch, np.int64(0), rows, labels, targets,
                                  sample_weight, params, layout, batch_size, activation, output,
                                  has_bias, mean, alpha, True, no_dx, fused_lr, parallel)
         epoch_loss += loss * (stop - start) if mean else loss
