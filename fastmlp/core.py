@@ -90,7 +90,7 @@ class MLP(BaseMLP):
 
     def _largest_product(self):
         """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
-        return int(max(int(i) * int(o) for i, o, _, _ in self._layout))
+        return max(i * o for i, o in self._layer_shapes())
 
     def _train_epoch(self, data, order, batch_size, s, step):
         single_threaded_blas()
