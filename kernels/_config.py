@@ -30,14 +30,16 @@ jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, e
 parallel_jit = functools.partial(jit, parallel=True)
 
 # Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
-# the hand-written loops; at or above it, BLAS through np.dot(a, b, out).
-# Measured (1 thread, float64, one SGD epoch): BLAS already wins at 32x13x8;
-# digits 64-32-10 at batch 32 ran 2.2M samples/s at 1<<9 to 1<<13, 1.25M at
-# 1<<15 and 0.6M with loops only.
-BLAS_MIN_MACS = 1 << 9
+# the hand-written loops; at or above it, BLAS's gemm (_blas.py), whose call
+# costs ~50 ns. Measured (1 thread, one SGD epoch, side by side): tiny 13-8-1 at
+# batch 32 ran 113 ns/sample at 1<<8 against 161 at 1<<9 (its 32x8x1 layer then
+# runs in gemm); at batch 1 a 1x13x8 layer is faster in the loops (1<<6: 609
+# against 577 ns/sample).
+BLAS_MIN_MACS = 1 << 8
 
 # From this many multiply-adds up, a layer's products are split into CHUNKS
-# fixed pieces run under prange, each a single-threaded BLAS call. The split
+# fixed pieces, each a single-threaded BLAS call, run under prange (or one after
+# the other in the serial kernels: dense.product). The split
 # depends on sizes only, so results are bitwise the same for any thread count
 # (BLAS's own threading splits by thread count, and its results then differ).
 PARALLEL_MIN_MACS = 1 << 20

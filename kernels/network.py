@@ -12,8 +12,8 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
     parallel                  None: serial kernels only, same results (see dense.product)
 
 One compiled call runs a whole epoch: for each mini-batch, gather, forward,
-fused output + loss + delta, backward, optimizer step. Nothing is allocated
-per mini-batch and no view is made outside the BLAS calls of large layers.
+fused output + loss + delta, backward, optimizer step (plain SGD inside the
+backward pass). Nothing is allocated per mini-batch.
 """
 import numpy as np
 from numba import prange
