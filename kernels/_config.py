@@ -11,6 +11,7 @@ raise, as NumPy does.
 import functools
 
 import numba
+import numpy as np
 
 from ._cache import drop_stale_cache
 
@@ -26,7 +27,13 @@ _parallel._launch_threads()
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 
-jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+# _nrt=False: the kernels run without numba's reference counting. They allocate
+# nothing (tests/test_allocations.py), so it has nothing to free; with it, every
+# array argument and slice gets an atomic incref/decref pair that numba's pruning
+# pass leaves in place across branches and loops (numba issue 2350). Those pairs
+# were ~20% of a 13-8-1 network's epoch at batch 1 (measured with perf).
+jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy",
+                        _nrt=False)
 parallel_jit = functools.partial(jit, parallel=True)
 
 # Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
@@ -48,3 +55,10 @@ CHUNKS = 2
 # Rows a mini-batch gather prefetches ahead (network.gather_rows): 4-16 measured
 # alike for 784 features.
 PREFETCH_ROWS_AHEAD = 8
+
+# Offsets into the flat buffers, and the loop counters added to them, are
+# unsigned in the hand-written loops: numba then leaves out its negative-index
+# wraparound, a select on every access that keeps LLVM from vectorising a loop
+# whose start is only known at run time. (Mixing it with a signed int gives a
+# float in numba: convert every term.)
+index = np.uint64

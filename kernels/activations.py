@@ -1,14 +1,14 @@
 """Hidden-layer activations and their derivatives, in place over row blocks.
 
 Legend:  m  units in the layer
-    z (m,)  one row: pre-activations in, activations out
+    z[start:start + m]  one row of a flat buffer: pre-activations in, activations out
 
 Derivatives are written in terms of the activation's output a = f(z), so only
 post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
 """
 import numpy as np
 
-from ._config import jit
+from ._config import index, jit
 
 RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
 
@@ -22,18 +22,19 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
-@jit
-def activate_row(z, activation):
-    """f(z) in place over one row z (m,); the code is tested once per row."""
+@jit(inline="always")
+def activate(z, start, m, activation):
+    """f(z) in place over z[start:start + m], one row; the code is tested once per row."""
+    first, stop = index(start), index(start + m)
     if activation == RELU:
-        for j in range(z.shape[0]):
+        for j in range(first, stop):
             if z[j] < 0:  # not max(): a NaN must stay NaN, as in NumPy
                 z[j] = 0
     elif activation == SIGMOID:
-        for j in range(z.shape[0]):
+        for j in range(first, stop):
             z[j] = sigmoid(z[j])
     elif activation == TANH:
-        for j in range(z.shape[0]):
+        for j in range(first, stop):
             z[j] = np.tanh(z[j])
 
 

@@ -4,6 +4,7 @@ outputs, adds the row's loss and writes delta = w * (out - y) * scale.
 Legend:  b  rows in the batch,  k  output units,  n  rows in the whole data set
     Z (b, k) at z_off   logits in; outputs out = f(Z) written over them (flat buffer)
     D (b, k) at d_off   output deltas (flat buffer)
+    z[start:start + k]  one row of logits, for output_row
     rows (b,)           which data rows the batch holds (indices into the three below)
     labels (n,)         softmax class indices (empty for other outputs)
     targets (n, k)      sigmoid/identity/exp targets (empty for softmax)
@@ -18,67 +19,71 @@ No one-hot matrices, no Jacobians, no temporaries.
 """
 import numpy as np
 
-from ._config import jit
+from ._config import index, jit
 from .activations import sigmoid
 
 IDENTITY, SIGMOID, SOFTMAX, EXP = 0, 1, 2, 3
 
 
-@jit
-def output_row(z, output):
-    """Logits -> outputs in place over one row z (k,); returns log-sum-exp for softmax."""
-    k = z.shape[0]
+@jit(inline="always")
+def output_row(z, start, k, output):
+    """Logits -> outputs in place over z[start:start + k], one row; returns
+    log-sum-exp for softmax."""
+    first, stop = index(start), index(start + k)
     if output == SIGMOID:
-        for j in range(k):
+        for j in range(first, stop):
             z[j] = sigmoid(z[j])
     elif output == EXP:
-        for j in range(k):
+        for j in range(first, stop):
             z[j] = np.exp(z[j])
     elif output == SOFTMAX:
-        top = z[0]
-        for j in range(1, k):
+        top = z[first]
+        for j in range(first + index(1), stop):
             top = max(top, z[j])
         total = 0.0
-        for j in range(k):
+        for j in range(first, stop):
             z[j] = np.exp(z[j] - top)
             total += z[j]
-        for j in range(k):
+        for j in range(first, stop):
             z[j] /= total
         return top + np.log(total)
     return 0.0
 
 
-@jit
+@jit(inline="always")
 def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, output, scale):
     """Outputs over Z, deltas into D; returns the weighted sum of the rows' losses."""
     total = 0.0
+    n_out = index(k)
     for r in range(b):
         i = rows[r]
         w = weights[i] if weights.shape[0] else 1.0
-        z = Z[z_off + r * k:z_off + (r + 1) * k]
-        d = D[d_off + r * k:d_off + (r + 1) * k]
+        z, d = index(z_off + r * k), index(d_off + r * k)
         if output == SOFTMAX:
-            label = labels[i]
-            logit = z[label]
-            total += w * (output_row(z, output) - logit)
-            for j in range(k):
-                d[j] = w * scale * z[j]
-            d[label] -= w * scale
+            label = index(labels[i])
+            logit = Z[z + label]
+            total += w * (output_row(Z, z, k, output) - logit)
+            for j in range(n_out):
+                D[d + j] = w * scale * Z[z + j]
+            D[d + label] -= w * scale
             continue
-        y = targets[i]
         row_loss = 0.0
-        for j in range(k):
-            zj, yj = z[j], y[j]
+        for j in range(n_out):
+            zj, yj = Z[z + j], targets[i, j]
             if output == SIGMOID:
-                row_loss += max(zj, 0.0) - zj * yj + np.log1p(np.exp(-abs(zj)))
+                # one exp for both: sigmoid(z) from e = exp(-|z|), as sigmoid() computes it
+                e = np.exp(-abs(zj))
+                row_loss += max(zj, 0.0) - zj * yj + np.log1p(e)
+                Z[z + j] = 1.0 / (1.0 + e) if zj >= 0 else e / (1.0 + e)
             elif output == EXP:
                 row_loss += np.exp(zj) - yj * zj - yj
                 if yj > 0:
                     row_loss += yj * np.log(yj)
             else:
                 row_loss += 0.5 * (zj - yj) ** 2
-        output_row(z, output)
-        for j in range(k):
-            d[j] = w * scale * (z[j] - y[j])
+        if output != SIGMOID:
+            output_row(Z, z, k, output)
+        for j in range(n_out):
+            D[d + j] = w * scale * (Z[z + j] - targets[i, j])
         total += w * row_loss
     return total

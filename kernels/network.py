@@ -11,9 +11,10 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
     targets (n, k)            as in losses.py
     parallel                  None: serial kernels only, same results (see dense.product)
 
-One compiled call runs a whole epoch: for each mini-batch, gather, forward,
-fused output + loss + delta, backward, optimizer step (plain SGD inside the
-backward pass). Nothing is allocated per mini-batch.
+One compiled call runs a whole epoch: for each mini-batch, gather (a batch of
+one row is read in place), forward, fused output + loss + delta, backward,
+optimizer step (plain SGD inside the backward pass). Nothing is allocated per
+mini-batch. The per-batch functions are inlined into the epoch (see dense.py).
 """
 import numpy as np
 from numba import prange
@@ -21,7 +22,7 @@ from numba import prange
 from ._config import CHUNKS, PARALLEL_MIN_MACS, PREFETCH_ROWS_AHEAD, jit, parallel_jit
 from ._memory import copy, prefetch
 from .activations import IDENTITY
-from .dense import dense_backward_input, dense_backward_params, dense_forward, row
+from .dense import dense_backward_input, dense_backward_params, dense_forward
 from .losses import output_delta, output_row
 from .optimizers import ADAM, adam_step, sgd_step
 
@@ -35,7 +36,7 @@ def block_offset(layout, l, cap):
     return cap * units
 
 
-@jit
+@jit(inline="always")
 def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, parallel):
     """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
@@ -60,7 +61,7 @@ def l2_penalty(params, layout):
     return 0.5 * total
 
 
-@jit
+@jit(inline="always")
 def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
                       layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx,
                       step_lr, parallel):
@@ -158,8 +159,12 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
-        gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
-        loss = loss_and_backward(grads, acts, deltas, x_batch, np.int64(0), rows, labels, targets,
+        if stop - start == 1:  # one row: read in place, no copy
+            x, x_off = X, order[start] * n_in
+        else:
+            gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
+            x, x_off = x_batch, np.int64(0)
+        loss = loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets,
                                  sample_weight, params, layout, batch_size, activation, output,
                                  has_bias, mean, alpha, True, no_dx, fused_lr, parallel)
         epoch_loss += loss * (stop - start) if mean else loss
@@ -181,7 +186,7 @@ def predict_outputs(out, X, params, layout, acts, cap, activation, output, has_b
         logits = forward(acts, X, start * n_in, params, layout, cap, rows, activation,
                          has_bias, parallel)
         for r in range(rows):
-            z = row(acts, logits, r, k)
-            output_row(z, output)
+            z = logits + r * k
+            output_row(acts, z, k, output)
             for j in range(k):
-                out[start + r, j] = z[j]
+                out[start + r, j] = acts[z + j]
