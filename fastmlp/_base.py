@@ -24,6 +24,8 @@ Conventions shared by the twins (and by scikit-learn, whose numbers we match):
 """
 
 import _signal
+import functools
+import math
 import numbers
 import signal
 import threading
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp import _progress
+from fastmlp.kernels import checks
 
 HIDDEN_ACTIVATIONS = {"relu": 0, "sigmoid": 1, "logistic": 1, "tanh": 2, "identity": 3}
 OUTPUTS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3}
@@ -41,6 +44,10 @@ OUTPUT_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
 REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = {"sgd": 0, "adam": 1}
 DTYPES = (np.float32, np.float64)
+# Per non-softmax output: the interval its targets must lie in, and the error if they do not
+TARGET_RANGES = {"identity": (-np.inf, np.inf), "sigmoid": (0.0, 1.0), "exp": (0.0, np.inf)}
+TARGET_RANGE_ERRORS = {"sigmoid": "y for a sigmoid output must lie in [0, 1]",
+                       "exp": "y for an exp (Poisson) output must be non-negative"}
 
 # An epoch runs as consecutive slices of whole mini-batches, one compiled call
 # each, sized from the model's multiply-adds so that a call takes at most about
@@ -65,7 +72,10 @@ class Gradients:
     intercepts: list
 
 
-@dataclass(frozen=True)
+# TrainingData and OptimizerSettings are not frozen: both are built on every
+# partial_fit call, and frozen=True's per-field object.__setattr__ costs ~0.4-0.7
+# us each. Nothing assigns to their fields.
+@dataclass
 class TrainingData:
     """Validated training inputs in the model's dtype. Exactly one of `labels`
     (softmax: int64 class indices) and `targets` (other outputs: n x k) is non-empty;
@@ -81,7 +91,7 @@ class TrainingData:
         return self.X.shape[0]
 
 
-@dataclass(frozen=True)
+@dataclass
 class OptimizerSettings:
     name: str
     lr: float
@@ -164,14 +174,23 @@ def _as_array(name, a):
         raise ValueError(f"{name} cannot be read as an array of numbers: {e}") from None
 
 
+def _contiguous(arr, dtype):
+    """np.ascontiguousarray(arr, dtype=dtype). Only a cast from another float type
+    can overflow (1e300 is inf in float32), and the callers report the inf, so only
+    then are NumPy's cast warnings silenced: np.errstate costs ~1.5 us a call."""
+    if arr.dtype.kind == "f" and arr.dtype != dtype:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.ascontiguousarray(arr, dtype=dtype)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def _numeric_array(name, a, dtype):
-    """A C-contiguous copy-or-view of `a` in `dtype`; rejects what cannot be a number."""
+    """A C-contiguous copy-or-view of `a` in the float `dtype`; rejects what cannot be a number."""
     arr = _as_array(name, a)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported just below
-        arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    arr = _contiguous(arr, dtype)
+    if not checks.all_finite(arr.reshape(-1)):  # after the cast: overflow to inf is reported
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
 
@@ -206,6 +225,15 @@ class _DeferredInterrupt:
             _signal.signal(_signal.SIGINT, self._previous)
             self._previous = None
         return False
+
+
+@functools.lru_cache(maxsize=256)  # a function of sizes only: cached, it costs ~0.1 us a call, not ~1
+def _batches_per_call(layer_sizes, batch_size):
+    """Mini-batches per compiled call: a pessimistic estimate of CALL_SECONDS
+    of work (3 products per layer and row, plus a fixed cost per batch)."""
+    macs = 3 * batch_size * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    seconds = macs / ASSUMED_MACS_PER_SECOND + ASSUMED_SECONDS_PER_BATCH
+    return max(1, int(CALL_SECONDS / seconds))
 
 
 class BaseMLP:
@@ -355,29 +383,30 @@ class BaseMLP:
             raise ValueError(f"X has {n} samples but y has {y.shape[0] if y.ndim else 'no'} rows")
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
-        labels = np.zeros(0, dtype=np.int64)
-        targets = np.zeros((0, k), dtype=self.dtype)
         if self.output == "softmax":
             labels = self._softmax_labels(y, k)
+            targets = np.zeros((0, k), dtype=self.dtype)
         else:
+            labels = np.zeros(0, dtype=np.int64)
             if y.ndim == 1 and k == 1:
                 y = y[:, None]
             if y.ndim != 2 or y.shape[1] != k:
                 raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
-            with np.errstate(over="ignore", invalid="ignore"):  # inf is reported just below
-                targets = np.ascontiguousarray(y, dtype=self.dtype)
-            if not np.isfinite(targets).all():  # after the cast: 1e300 is inf in float32
+            targets = _contiguous(y, self.dtype)
+            low, high = TARGET_RANGES[self.output]
+            # one pass for both checks; after the cast: 1e300 is inf in float32
+            finite, within = checks.finite_within(targets.reshape(-1), low, high)
+            if not finite:
                 raise ValueError(f"y contains NaN or infinity (in {self.dtype})")
-            if self.output == "sigmoid" and ((targets < 0).any() or (targets > 1).any()):
-                raise ValueError("y for a sigmoid output must lie in [0, 1]")
-            if self.output == "exp" and (targets < 0).any():
-                raise ValueError("y for an exp (Poisson) output must be non-negative")
-        sw = np.zeros(0, dtype=self.dtype)
-        if sample_weight is not None:
+            if not within:
+                raise ValueError(TARGET_RANGE_ERRORS[self.output])
+        if sample_weight is None:
+            sw = np.zeros(0, dtype=self.dtype)
+        else:
             sw = _numeric_array("sample_weight", sample_weight, self.dtype)
             if sw.shape != (n,):
                 raise ValueError(f"sample_weight must have shape ({n},); got {sw.shape}")
-            if (sw < 0).any():
+            if not checks.finite_within(sw, 0.0, np.inf)[1]:  # (finite: checked just above)
                 raise ValueError("sample_weight must be non-negative")
             if not sw.sum() > 0:
                 raise ValueError("sample_weight must not sum to zero")
@@ -396,11 +425,19 @@ class BaseMLP:
             return np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64)
         if y.ndim != 1:
             raise ValueError(f"y for a softmax output must be labels (n,) or one-hot (n, {k}); got {y.shape}")
-        if y.dtype.kind == "f" and (y != np.round(y)).any():
-            raise ValueError("class labels must be whole numbers")
-        if (y < 0).any() or (y >= k).any():
+        if y.dtype.kind == "f":
+            if (y != np.round(y)).any():
+                raise ValueError("class labels must be whole numbers")
+            in_range = not ((y < 0).any() or (y >= k).any())  # before the cast: 1e20 has no int64
+            labels = np.ascontiguousarray(y, dtype=np.int64) if in_range else None
+        else:
+            # integer labels, the common case: one compiled pass over their int64
+            # copy-or-view (uint64 labels of 2**63 and up wrap to negative: out of range either way)
+            labels = np.ascontiguousarray(y, dtype=np.int64)
+            in_range = checks.all_in_range(labels, k)
+        if not in_range:
             raise ValueError(f"class labels must lie in 0..{k - 1}; got values from {y.min()} to {y.max()}")
-        return np.ascontiguousarray(y, dtype=np.int64)
+        return labels
 
     @staticmethod
     def _check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon):
@@ -461,24 +498,22 @@ class BaseMLP:
         if order.ndim != 1 or order.size == 0 or order.dtype.kind not in "iu":
             raise ValueError(f"order must be a non-empty 1-D array of row indices; got {order.dtype} "
                              f"of shape {order.shape}")
-        if order.min() < 0 or order.max() >= n:
+        copy = np.array(order, dtype=np.int64)  # a copy: the kernels never see the caller's array
+        if not checks.all_in_range(copy, n):  # (uint64 indices of 2**63 and up wrap to negative ones)
             raise ValueError(f"order holds row indices outside 0..{n - 1}")
-        return np.array(order, dtype=np.int64)  # a copy: the kernels never see the caller's array
+        return copy
 
     def _batches_per_call(self, batch_size):
-        """Mini-batches per compiled call: a pessimistic estimate of CALL_SECONDS
-        of work (3 products per layer and row, plus a fixed cost per batch)."""
-        macs = 3 * batch_size * sum(i * o for i, o in self._layer_shapes())
-        seconds = macs / ASSUMED_MACS_PER_SECOND + ASSUMED_SECONDS_PER_BATCH
-        return max(1, int(CALL_SECONDS / seconds))
+        """Mini-batches per compiled call (the module-level _batches_per_call)."""
+        return _batches_per_call(self.layer_sizes, batch_size)
 
     def _state_is_finite(self, settings):
         """Weights, and the optimizer state the next step will use, hold no NaN/inf."""
-        if not np.isfinite(self.params).all():
+        if not checks.all_finite(self.params):
             return False
         if settings.name == "adam":
-            return bool(np.isfinite(self._adam_m).all() and np.isfinite(self._adam_v).all())
-        return settings.momentum == 0 or bool(np.isfinite(self._velocity).all())
+            return checks.all_finite(self._adam_m) and checks.all_finite(self._adam_v)
+        return settings.momentum == 0 or checks.all_finite(self._velocity)
 
     def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
                beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh, order=None):
@@ -536,7 +571,7 @@ class BaseMLP:
                                                  settings, self._adam_step)
                         self._adam_step += -(-rows // batch_size)
                         rows_done += rows
-                        if not np.isfinite(loss) or not self._state_is_finite(settings):
+                        if not math.isfinite(loss) or not self._state_is_finite(settings):
                             self._diverged(loss, last_good)
                         losses.append((loss, rows))
                     if rows_done < n:

@@ -20,6 +20,7 @@ kernels (seconds of compile time) nor pay their thread launches. And:
 """
 
 import contextlib
+import functools
 import os
 import threading
 
@@ -34,6 +35,7 @@ from fastmlp.kernels._config import PARALLEL_MIN_MACS
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
 
 _parallel_lock = threading.Lock()
+_no_lock = contextlib.nullcontext()  # reusable: holds no state
 _forked_after_omp = False
 
 
@@ -67,9 +69,15 @@ def _kernel_mode(macs):
     docstring); the context is the lock under workqueue (or while the layer is
     unknown) for the parallel one, else nothing."""
     if macs < PARALLEL_MIN_MACS or numba.get_num_threads() < 2 or _forked_after_omp:
-        return contextlib.nullcontext(), None
+        return _no_lock, None
     layer = _threading_layer()
-    return (_parallel_lock if layer in (None, "workqueue") else contextlib.nullcontext()), True
+    return (_parallel_lock if layer in (None, "workqueue") else _no_lock), True
+
+
+@functools.lru_cache(maxsize=256)  # sizes never change after __init__; ~0.1 us a call, not ~0.8
+def _largest_product(layer_sizes):
+    """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
+    return max(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
 
 
 class MLP(BaseMLP):
@@ -89,8 +97,7 @@ class MLP(BaseMLP):
         return ws[1:]
 
     def _largest_product(self):
-        """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
-        return max(i * o for i, o in self._layer_shapes())
+        return _largest_product(self.layer_sizes)
 
     def _train_epoch(self, data, order, batch_size, s, step):
         single_threaded_blas()
