@@ -116,7 +116,7 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
                           decay, has_bias, lr, parallel):
     """dW = A.T @ D + decay * W;  dbias = column sums of D.
     lr > 0: plain SGD instead, params -= lr * gradient, with no gradient buffer for
-    the weights: W = (1 - lr decay) W - lr A.T @ D, in gemm or in one pass here
+    the weights: W = (1 - lr decay) W - lr A.T @ D, in gemm or in the loops here
     (grads then holds the bias gradient only, for this layer)."""
     n_in, n_out = index(fan_in), index(fan_out)
     weights = range(index(w_off), index(w_off + fan_in * fan_out))
