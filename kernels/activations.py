@@ -9,7 +9,6 @@ post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
 import numpy as np
 
 from ._config import index, jit
-from ._exp import exp
 
 RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
 
@@ -17,8 +16,10 @@ RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
 @jit
 def sigmoid(z):
     # exp of a non-positive number only: finite for any z, float32 or float64
-    e = exp(-abs(z))
-    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    if z >= 0:
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z)
+    return e / (1.0 + e)
 
 
 @jit(inline="always")

@@ -36,12 +36,15 @@ def output_row(z, start, k, output):
             z[j] = sigmoid(z[j])
     elif output == EXP:
         for j in range(first, stop):
-            z[j] = exp(z[j])
+            z[j] = np.exp(z[j])
     elif output == SOFTMAX:
         top = z[first]
         for j in range(first + index(1), stop):
             top = max(top, z[j])
-        for j in range(first, stop):  # apart from the sum, so that it vectorises
+        # fastmlp's exp, apart from the sum, so that the loop vectorises (a softmax over 10
+        # classes: 13% of a digits epoch in the C library's exp). One exp at a time, as in
+        # a sigmoid output, is faster in the C library's: its latency is lower.
+        for j in range(first, stop):
             z[j] = exp(z[j] - top)
         total = 0.0
         for j in range(first, stop):
@@ -74,11 +77,11 @@ def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, outpu
             zj, yj = Z[z + j], targets[i, j]
             if output == SIGMOID:
                 # one exp for both: sigmoid(z) from e = exp(-|z|), as sigmoid() computes it
-                e = exp(-abs(zj))
+                e = np.exp(-abs(zj))
                 row_loss += max(zj, 0.0) - zj * yj + np.log1p(e)
                 Z[z + j] = 1.0 / (1.0 + e) if zj >= 0 else e / (1.0 + e)
             elif output == EXP:
-                row_loss += exp(zj) - yj * zj - yj
+                row_loss += np.exp(zj) - yj * zj - yj
                 if yj > 0:
                     row_loss += yj * np.log(yj)
             else:
