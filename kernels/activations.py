@@ -14,12 +14,15 @@ RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
 
 
 @jit
+def sigmoid_from(e, z):
+    """sigmoid(z) given e = exp(-|z|): an exp of a non-positive number only, finite for
+    any z, float32 or float64 (the sigmoid loss shares e with its log1p)."""
+    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+
+
+@jit
 def sigmoid(z):
-    # exp of a non-positive number only: finite for any z, float32 or float64
-    if z >= 0:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z)
-    return e / (1.0 + e)
+    return sigmoid_from(np.exp(-abs(z)), z)
 
 
 @jit(inline="always")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._config import index, jit
 from ._exp import exp
-from .activations import sigmoid
+from .activations import sigmoid, sigmoid_from
 
 IDENTITY, SIGMOID, SOFTMAX, EXP = 0, 1, 2, 3
 
@@ -76,10 +76,9 @@ def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, outpu
         for j in range(n_out):
             zj, yj = Z[z + j], targets[i, j]
             if output == SIGMOID:
-                # one exp for both: sigmoid(z) from e = exp(-|z|), as sigmoid() computes it
-                e = np.exp(-abs(zj))
+                e = np.exp(-abs(zj))  # one exp for the loss and the output
                 row_loss += max(zj, 0.0) - zj * yj + np.log1p(e)
-                Z[z + j] = 1.0 / (1.0 + e) if zj >= 0 else e / (1.0 + e)
+                Z[z + j] = sigmoid_from(e, zj)
             elif output == EXP:
                 row_loss += np.exp(zj) - yj * zj - yj
                 if yj > 0:
