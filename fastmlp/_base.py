@@ -227,11 +227,16 @@ class _DeferredInterrupt:
         return False
 
 
+def layer_shapes(layer_sizes):
+    """(fan_in, fan_out) per layer, as Python ints."""
+    return zip(layer_sizes[:-1], layer_sizes[1:])
+
+
 @functools.lru_cache(maxsize=256)  # a function of sizes only: cached, it costs ~0.1 us a call, not ~1
 def _batches_per_call(layer_sizes, batch_size):
     """Mini-batches per compiled call: a pessimistic estimate of CALL_SECONDS
     of work (3 products per layer and row, plus a fixed cost per batch)."""
-    macs = 3 * batch_size * sum(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    macs = 3 * batch_size * sum(i * o for i, o in layer_shapes(layer_sizes))
     seconds = macs / ASSUMED_MACS_PER_SECOND + ASSUMED_SECONDS_PER_BATCH
     return max(1, int(CALL_SECONDS / seconds))
 
@@ -277,8 +282,7 @@ class BaseMLP:
 
     # ----------------------------------------------------------------- layout
     def _layer_shapes(self):
-        """(fan_in, fan_out) per layer, as Python ints (cheap: read once per call)."""
-        return zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+        return layer_shapes(self.layer_sizes)
 
     def _make_layout(self):
         """One flat vector; layer l is W_l (fan_in x fan_out, C order) then b_l."""
@@ -320,7 +324,7 @@ class BaseMLP:
     def _init_weights(self):
         # scikit-learn's Glorot-uniform: per layer, W then b from one uniform draw each.
         factor = 2.0 if self.activation in ("sigmoid", "logistic") else 6.0
-        for l, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+        for l, (fan_in, fan_out) in enumerate(self._layer_shapes()):
             bound = np.sqrt(factor / (fan_in + fan_out))
             self._coefs[l][...] = self._rng.uniform(-bound, bound, (fan_in, fan_out))
             b = self._rng.uniform(-bound, bound, fan_out)

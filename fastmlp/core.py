@@ -27,7 +27,7 @@ import threading
 import numba
 import numpy as np
 
-from fastmlp._base import OPTIMIZERS, OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP
+from fastmlp._base import OPTIMIZERS, OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import network
 from fastmlp.kernels._config import PARALLEL_MIN_MACS
@@ -77,7 +77,7 @@ def _kernel_mode(macs):
 @functools.lru_cache(maxsize=256)  # sizes never change after __init__; ~0.1 us a call, not ~0.8
 def _largest_product(layer_sizes):
     """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
-    return max(i * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return max(i * o for i, o in layer_shapes(layer_sizes))
 
 
 class MLP(BaseMLP):
