@@ -53,6 +53,7 @@ def exp(x):
     r = (xc - k * LN2_HI) - k * LN2_LO
     p = ((((((((((((C13 * r + C12) * r + C11) * r + C10) * r + C9) * r + C8) * r + C7) * r + C6)
                 * r + C5) * r + C4) * r + C3) * r + C2) * r + C1) * r + C0
-    half = np.int64(k) >> 1
-    y = p * _float_from_bits((half + 1023) << 52) * _float_from_bits((np.int64(k) - half + 1023) << 52)
+    k_int = np.int64(k)
+    half = k_int >> 1
+    y = p * _float_from_bits((half + 1023) << 52) * _float_from_bits((k_int - half + 1023) << 52)
     return x if x != x else y
