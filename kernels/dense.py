@@ -96,10 +96,27 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
     for r in range(index(rows)):
         z = index(z_off) + r * n_out
         if not blas:
-            # a dot product per output, summed in a register: accumulating into Z
-            # waited on a store per multiply-add (measured: 188 vs 229 ns/sample, 13-8-1 at batch 1)
+            # dot products summed in registers, eight outputs at a time: accumulating
+            # into Z waited on a store per multiply-add, and one output at a time on
+            # the previous multiply-add (measured, 13-8-1 at batch 1: 229 and 199 ns/sample
+            # against 178; four at a time 202)
             a = index(a_off) + r * n_in
-            for j in range(n_out):
+            eight = n_out // index(8) * index(8)
+            for j in range(index(0), eight, index(8)):
+                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+                for k in range(n_in):
+                    ak, w = A[a + k], index(w_off) + k * n_out + j
+                    s0 += ak * params[w]
+                    s1 += ak * params[w + index(1)]
+                    s2 += ak * params[w + index(2)]
+                    s3 += ak * params[w + index(3)]
+                    s4 += ak * params[w + index(4)]
+                    s5 += ak * params[w + index(5)]
+                    s6 += ak * params[w + index(6)]
+                    s7 += ak * params[w + index(7)]
+                Z[z + j], Z[z + j + index(1)], Z[z + j + index(2)], Z[z + j + index(3)] = s0, s1, s2, s3
+                Z[z + j + index(4)], Z[z + j + index(5)], Z[z + j + index(6)], Z[z + j + index(7)] = s4, s5, s6, s7
+            for j in range(eight, n_out):
                 s = zero
                 w = index(w_off) + j
                 for k in range(n_in):

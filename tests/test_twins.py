@@ -72,6 +72,27 @@ def test_five_epoch_trajectories_match(activation, output, bias, reduction, batc
     assert len(fast.loss_curve_) == 7
 
 
+# Layers of 19 and 9 units: the hand-written forward loops sum outputs eight at a
+# time and then one by one; at batch 1 and 2 every product here is small enough for
+# them (kernels._config.BLAS_MIN_MACS), at N some run in BLAS.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("batch_size", [1, 2, N], ids=["batch1", "batch2", "batchN"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_layers_wider_than_eight_match(activation, output, batch_size, dtype):
+    sizes = [6, 19, 9, 3]
+    rng = np.random.default_rng(13)
+    X, y = rng.normal(size=(N, sizes[0])), make_targets(output, N, sizes[-1], rng)
+    fast, ref = (Impl(sizes, activation=activation, output=output, dtype=dtype, random_state=2)
+                 for Impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    tol = TOLERANCE[dtype]
+    assert rel_err(fast.forward(X), ref.forward(X)) < tol
+    for model in (fast, ref):
+        model.fit(X, y, epochs=3, batch_size=batch_size, lr=0.01)
+    assert rel_err(fast.params, ref.params) < tol
+    assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("batch_size", [1, N], ids=["batch1", "batchN"])
 @pytest.mark.parametrize("alpha", [0.0, 1e-2], ids=["noL2", "L2"])
