@@ -21,7 +21,7 @@ from numba import prange
 
 from ._blas import gemm
 from ._config import BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, index, jit, parallel_jit
-from .activations import IDENTITY, RELU, activate, derivative_from_output
+from .activations import IDENTITY, activate, derivative_from_output
 
 
 @jit
@@ -156,6 +156,12 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
                 params[p] *= keep
         for r in range(index(rows)):
             a, d = index(a_off) + r * n_in, index(d_off) + r * n_out
+            if n_out < index(4):  # few outputs: the long loop runs over the inputs (same bits)
+                for j in range(n_out):
+                    dj, w = D[d + j], index(w_off) + j
+                    for k in range(n_in):
+                        params[w + k * n_out] += (-lr * A[a + k]) * dj
+                continue
             for k in range(n_in):
                 step, w = -lr * A[a + k], index(w_off) + k * n_out
                 for j in range(n_out):
@@ -189,19 +195,20 @@ def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fa
     if use_blas(rows, fan_in, fan_out):
         product(parallel, flag(True), flag(False), flag(True), rows, fan_in, fan_out, scalar(1.0),
                 D, d_off, fan_out, params, w_off, fan_out, scalar(0.0), dA, da_off, fan_in)
-        if activation != IDENTITY:
-            for p in range(index(rows * fan_in)):
-                dA[index(da_off) + p] *= derivative_from_output(A[index(a_off) + p], activation)
-        return
-    n_in, n_out = index(fan_in), index(fan_out)
-    for r in range(index(rows)):
-        d, a, da = index(d_off) + r * n_out, index(a_off) + r * n_in, index(da_off) + r * n_in
-        for k in range(n_in):
-            if activation == RELU and A[a + k] <= 0:
-                dA[da + k] = 0  # relu' = 0: skip the dot product
-                continue
-            w = index(w_off) + k * n_out
-            s = 0.0
+    else:
+        n_in, n_out = index(fan_in), index(fan_out)
+        for r in range(index(rows)):
+            d, da = index(d_off) + r * n_out, index(da_off) + r * n_in
+            # D's row times W.T, one output at a time: each input's sum runs over the
+            # outputs in order, as a dot product per input would, but the loops run over
+            # the inputs and vectorise (13-8-1 at batch 1, where each dot product had one
+            # term and relu skipped the dead units': 170 against 183 ns/sample, side by side)
+            for k in range(n_in):
+                dA[da + k] = 0
             for j in range(n_out):
-                s += D[d + j] * params[w + j]
-            dA[da + k] = s * derivative_from_output(A[a + k], activation)
+                dj, w = D[d + j], index(w_off) + j
+                for k in range(n_in):
+                    dA[da + k] += dj * params[w + k * n_out]
+    if activation != IDENTITY:
+        for p in range(index(rows * fan_in)):
+            dA[index(da_off) + p] *= derivative_from_output(A[index(a_off) + p], activation)
