@@ -9,7 +9,9 @@ Each workload is one epoch of plain mini-batch SGD (lr 0.01, no momentum, no L2,
 shuffled) on synthetic data with a fixed seed. Every implementation trains one
 warm-up epoch (numba compiles, scikit-learn initialises its weights), then the best
 of `--repeat` epochs is reported as samples/s, next to the achieved GFLOP/s and its
-share of the GEMM peak measured in the same run (a 2048^3 numpy matmul).
+share of the GEMM peak measured in the same run (a 2048^3 numpy matmul). The
+implementations take turns epoch by epoch (`time_interleaved`), so that a ratio
+compares epochs run moments apart on a machine whose speed drifts.
 
 FLOP per sample = 6 * sum(fan_in * fan_out) - 2 * fan_in * fan_out of the first layer:
 forward, weight gradient and input gradient are 2 FLOP per weight each, and the first
@@ -27,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import itertools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -295,6 +298,18 @@ def time_epochs(trainer, repeat=3, warm_up=True):
     return min(_seconds(trainer.epoch) for _ in range(max(repeat, 1)))
 
 
+def time_interleaved(trainers, repeat=3):
+    """Best epoch time of each trainer (a dict by name, warmed up), timed in `repeat`
+    rounds of one epoch each, the trainers taking turns within a round: this shared
+    machine's speed drifts over seconds, and the ratios then compare epochs run
+    moments apart rather than one implementation's good minute with another's bad one."""
+    best = {name: math.inf for name in trainers}
+    for _ in range(max(repeat, 1)):
+        for name, trainer in trainers.items():
+            best[name] = min(best[name], _seconds(trainer.epoch))
+    return best
+
+
 def gemm_peak_gflops(dtype, size=2048, repeat=5):
     """Best GFLOP/s of a size^3 numpy matmul in `dtype` with the current thread settings."""
     rng = np.random.default_rng(0)
@@ -327,7 +342,7 @@ def run(workloads=DEFAULT_WORKLOADS, dtypes=("float64",), impls=IMPLEMENTATIONS,
                 if progress:
                     progress(f"GEMM peak {dtype} ({peak_size}^3 matmul)")
                 peaks[dtype] = gemm_peak_gflops(dtype, peak_size)
-            block = []
+            block, trainers = [], {}
             for impl in impls:
                 if progress:
                     progress(f"{case.label} {case.shape} n={case.n} {dtype} {impl}")
@@ -339,17 +354,20 @@ def run(workloads=DEFAULT_WORKLOADS, dtypes=("float64",), impls=IMPLEMENTATIONS,
                        "peak_gflops": peaks[dtype], "fraction_of_peak": None,
                        "baseline": baseline, "speedup": None, "skipped": None}
                 try:
-                    trainer = make_trainer(impl, case, dtype, lr, threads)
+                    trainers[impl] = make_trainer(impl, case, dtype, lr, threads)
                 except Unavailable as e:
                     row["skipped"] = str(e)
                 else:
-                    seconds = time_epochs(trainer, repeat)
-                    del trainer  # free its data before the next implementation allocates
-                    row["seconds"] = seconds
-                    row["samples_per_s"] = case.n / seconds
+                    trainers[impl].epoch()  # warm-up
+                block.append(row)
+            best = time_interleaved(trainers, repeat)
+            del trainers  # free their data before the next case allocates
+            for row in block:
+                if row["impl"] in best:
+                    row["seconds"] = best[row["impl"]]
+                    row["samples_per_s"] = case.n / row["seconds"]
                     row["gflops"] = row["flop_per_sample"] * row["samples_per_s"] / 1e9
                     row["fraction_of_peak"] = row["gflops"] / row["peak_gflops"]
-                block.append(row)
             base = next((r for r in block if r["impl"] == baseline and r["samples_per_s"]), None)
             for row in block:
                 if base and row["samples_per_s"]:
@@ -577,7 +595,8 @@ def main(argv=None):
                else f"library defaults ({env['cpu_count']} CPUs)")
     versions = ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "sklearn",
                                                    "torch", "fastmlp") if env[k])
-    print(f"One SGD epoch, best of {args.repeat} after a warm-up. Threads: {threads}.")
+    print(f"One SGD epoch, best of {args.repeat} after a warm-up, the implementations taking "
+          f"turns epoch by epoch. Threads: {threads}.")
     print(versions)
     print()
     print(format_table(rows))

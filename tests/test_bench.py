@@ -35,6 +35,23 @@ def test_workload_names_expand_to_their_batch_sizes_and_accept_overrides():
         bench.get_cases(["nope"])
 
 
+def test_implementations_take_turns_and_each_keeps_its_best_epoch(monkeypatch):
+    calls = []
+
+    class Fake:
+        def __init__(self, name, times):
+            self.name, self.times = name, iter(times)
+
+        def epoch(self):
+            calls.append(self.name)
+
+    trainers = {"a": Fake("a", [3.0, 1.0, 2.0]), "b": Fake("b", [5.0, 6.0, 4.0])}
+    # the clock: each epoch "lasts" its trainer's next time
+    monkeypatch.setattr(bench, "_seconds", lambda epoch: (epoch(), next(epoch.__self__.times))[1])
+    assert bench.time_interleaved(trainers, repeat=3) == {"a": 1.0, "b": 4.0}
+    assert calls == ["a", "b"] * 3
+
+
 @pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "exp"])
 def test_synthetic_data_is_what_the_twins_accept(output):
     from fastmlp.reference import MLP
