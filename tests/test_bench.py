@@ -48,8 +48,13 @@ def test_implementations_take_turns_and_each_keeps_its_best_epoch(monkeypatch):
     trainers = {"a": Fake("a", [3.0, 1.0, 2.0]), "b": Fake("b", [5.0, 6.0, 4.0])}
     # the clock: each epoch "lasts" its trainer's next time
     monkeypatch.setattr(bench, "_seconds", lambda epoch: (epoch(), next(epoch.__self__.times))[1])
-    assert bench.time_interleaved(trainers, repeat=3) == {"a": 1.0, "b": 4.0}
+    assert bench.time_interleaved(trainers, repeat=3, turn_seconds=0.5) == {"a": 1.0, "b": 4.0}
     assert calls == ["a", "b"] * 3
+    # short epochs: a turn goes on until it has lasted turn_seconds
+    calls.clear()
+    trainers = {"a": Fake("a", [0.2, 0.2, 0.1, 3.0]), "b": Fake("b", [1.0, 0.3, 0.3])}
+    assert bench.time_interleaved(trainers, repeat=2, turn_seconds=0.5) == {"a": 0.1, "b": 0.3}
+    assert calls == ["a", "a", "a", "b", "a", "b", "b"]
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "exp"])
