@@ -295,7 +295,7 @@ def time_epochs(trainer, repeat=3, warm_up=True):
     """Best time of `repeat` epochs, after one untimed warm-up epoch."""
     if warm_up:
         trainer.epoch()
-    return min(_seconds(trainer.epoch) for _ in range(max(repeat, 1)))
+    return time_interleaved({"": trainer}, repeat, turn_seconds=0)[""]
 
 
 def time_interleaved(trainers, repeat=3, turn_seconds=0.01):
@@ -310,10 +310,12 @@ def time_interleaved(trainers, repeat=3, turn_seconds=0.01):
     for _ in range(max(repeat, 1)):
         for name, trainer in trainers.items():
             spent = 0.0
-            while spent < turn_seconds:
+            while True:  # at least one epoch a turn
                 seconds = _seconds(trainer.epoch)
                 best[name] = min(best[name], seconds)
                 spent += seconds
+                if spent >= turn_seconds:
+                    break
     return best
 
 

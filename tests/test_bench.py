@@ -55,6 +55,10 @@ def test_implementations_take_turns_and_each_keeps_its_best_epoch(monkeypatch):
     trainers = {"a": Fake("a", [0.2, 0.2, 0.1, 3.0]), "b": Fake("b", [1.0, 0.3, 0.3])}
     assert bench.time_interleaved(trainers, repeat=2, turn_seconds=0.5) == {"a": 0.1, "b": 0.3}
     assert calls == ["a", "a", "a", "b", "a", "b", "b"]
+    # time_epochs (asv's): one trainer, exactly `repeat` epochs, however short
+    calls.clear()
+    assert bench.time_epochs(Fake("c", [0.3, 0.1, 0.2]), repeat=3, warm_up=False) == 0.1
+    assert calls == ["c"] * 3
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "exp"])
