@@ -144,5 +144,5 @@ class MLP(BaseMLP):
                 grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
                 data.labels, data.targets, data.sample_weight, self.params, self._layout, n, activation,
                 output, self.bias, self.reduction == "mean", self.dtype.type(alpha), want_grad,
-                dx.reshape(-1), self.dtype.type(0), parallel)
+                dx.reshape(-1), parallel)
         return float(loss), grads if want_grad else None, dx if want_input_grad else None

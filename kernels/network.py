@@ -14,9 +14,9 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
 One compiled call runs a whole epoch: for each mini-batch, gather (a batch of
 one row is read in place), forward, fused output + loss + delta, backward,
 optimizer step (plain SGD inside the backward pass). Nothing is allocated per
-mini-batch. loss_and_backward is inlined into the epoch, so a batch makes no call
-with its dozen arrays (see dense.py); forward is not: inlined, it added ~1.5 s to
-the cold compile for ~6% at batch 1 (13-8-1).
+mini-batch. The loss and the backward pass are inlined into the epoch, so a batch
+makes no call with its dozen arrays (see dense.py; called, they cost 13-8-1 at batch 1
+~28%); forward is not: inlined, it added ~1.5 s to the cold compile for ~6%.
 """
 import numpy as np
 from numba import prange
@@ -64,17 +64,13 @@ def l2_penalty(params, layout):
 
 
 @jit(inline="always")
-def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
-                      layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx,
-                      step_lr, parallel):
-    """Forward, fused output loss, and (want_grad) backward into grads for the rows
-    rows[:] whose inputs sit at x_off; dx (rows x n_in, flat; may be empty) receives
-    dL/dx. step_lr > 0 (with want_grad): take the plain SGD step params -= step_lr *
-    gradient layer by layer as the gradients come (grads is then scratch). Returns
-    the batch loss with its L2 penalty, divided by the normaliser."""
+def batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight, params, layout, cap,
+               output, mean, alpha):
+    """Outputs over the logits, the output deltas into deltas, and the batch loss with
+    its L2 penalty; returns (loss, 1 / normaliser), the loss and the deltas already
+    divided by the normaliser."""
     b = rows.shape[0]
     last = layout.shape[0] - 1
-    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias, parallel)
     norm = 1.0
     if mean:
         if sample_weight.shape[0]:
@@ -84,16 +80,21 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
         else:
             norm = b
     inv_norm = 1.0 / norm if norm > 0 else 0.0  # a batch of zero weight: no loss, no gradient
-    scale = params.dtype.type(inv_norm)
-    k = layout[last, 1]
-    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, k, rows, labels,
-                         targets, sample_weight, output, scale)
+    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, layout[last, 1],
+                         rows, labels, targets, sample_weight, output, params.dtype.type(inv_norm))
     if alpha != 0:
         total += alpha * l2_penalty(params, layout)
-    if not want_grad and dx.shape[0] == 0:
-        return total * inv_norm
-    decay = params.dtype.type(alpha * inv_norm)
-    for l in range(last, -1, -1):
+    return total * inv_norm, inv_norm
+
+
+@jit(inline="always")
+def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, has_bias, decay,
+             want_grad, dx, step_lr, parallel):
+    """From the output deltas back to the first layer: (want_grad) the gradients into
+    grads, and dL/dx into dx (rows x n_in, flat) unless it is empty. step_lr > 0 (with
+    want_grad): take the plain SGD step params -= step_lr * gradient layer by layer as
+    the gradients come (grads is then scratch)."""
+    for l in range(layout.shape[0] - 1, -1, -1):
         fan_in, fan_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         d_off = block_offset(layout, l, cap)
         # the layer's input: the previous block, or x for the first layer
@@ -107,7 +108,27 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
         if want_grad:
             dense_backward_params(grads, inputs, a_off, deltas, d_off, params, w_off, b_off, b,
                                   fan_in, fan_out, decay, has_bias, step_lr, parallel)
-    return total * inv_norm
+
+
+# The epoch inlines batch_loss and backward one by one, not this function holding
+# both: numba copies an inlined function's IR block by block, each block with every
+# variable of the function, so the copy grows with blocks x variables (inlining this
+# whole took ~1.9 s of a ~9 s cold compile).
+@jit
+def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
+                      layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx,
+                      parallel):
+    """Forward, fused output loss, and (want_grad) backward into grads for the rows
+    rows[:] whose inputs sit at x_off; dx (rows x n_in, flat; may be empty) receives
+    dL/dx. Returns the batch loss with its L2 penalty, divided by the normaliser."""
+    b = rows.shape[0]
+    logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias, parallel)
+    loss, inv_norm = batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight, params,
+                                layout, cap, output, mean, alpha)
+    if want_grad or dx.shape[0]:
+        backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, has_bias,
+                 params.dtype.type(alpha * inv_norm), want_grad, dx, params.dtype.type(0), parallel)
+    return loss
 
 
 @jit
@@ -166,9 +187,13 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
         else:
             gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
             x, x_off = x_batch, np.int64(0)
-        loss = loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets,
-                                 sample_weight, params, layout, batch_size, activation, output,
-                                 has_bias, mean, alpha, True, no_dx, fused_lr, parallel)
+        logits = forward(acts, x, x_off, params, layout, batch_size, stop - start, activation,
+                         has_bias, parallel)
+        loss, inv_norm = batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight,
+                                    params, layout, batch_size, output, mean, alpha)
+        backward(grads, acts, deltas, x, x_off, stop - start, params, layout, batch_size,
+                 activation, has_bias, params.dtype.type(alpha * inv_norm), True, no_dx, fused_lr,
+                 parallel)
         epoch_loss += loss * (stop - start) if mean else loss
         step += 1
         if optimizer == ADAM:
