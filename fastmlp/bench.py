@@ -4,6 +4,7 @@
     python -m fastmlp.bench --workload all --dtype both --threads 1
     python -m fastmlp.bench --layers 784,128,10 --output softmax --n 60000 --batch 128
     python -m fastmlp.bench --json > speed.json
+    python -m fastmlp.bench --workload deep --threads 2 --scaling --impl fastmlp
 
 Each workload is one epoch of plain mini-batch SGD (lr 0.01, no momentum, no L2,
 shuffled) on synthetic data with a fixed seed. Every implementation trains one
@@ -18,8 +19,9 @@ forward, weight gradient and input gradient are 2 FLOP per weight each, and the 
 layer needs no input gradient. Biases and activations are not counted.
 
 scikit-learn and PyTorch are optional: an implementation that is not installed is
-listed as skipped. `run`, `make_trainer`, `time_epochs`, `gemm_peak_gflops` and
-`first_fit_seconds` are what the tests and the asv suite (asv_benchmarks/) reuse.
+listed as skipped. `run`, `make_trainer`, `time_epochs`, `gemm_peak_gflops`,
+`first_fit_seconds` and `thread_scaling` are what the tests and the asv suite
+(asv_benchmarks/) reuse.
 """
 
 import argparse
@@ -319,6 +321,47 @@ def time_interleaved(trainers, repeat=3, turn_seconds=0.01):
     return best
 
 
+class _AtThreads:
+    """A trainer whose epochs run with `threads` threads for fastmlp's kernels."""
+
+    def __init__(self, trainer, threads):
+        self.trainer, self.threads = trainer, threads
+
+    def epoch(self):
+        fastmlp.set_num_threads(self.threads)
+        self.trainer.epoch()
+
+
+def thread_scaling(case, dtype, threads, repeat=3, lr=LEARNING_RATE):
+    """fastmlp's samples/s with `threads` threads over its samples/s with one, side by side.
+
+    One model's epochs take turns at 1 and at `threads` threads (`time_interleaved`;
+    numba's thread count is switched between turns), so the machine's drift does not
+    enter the ratio as it does between two runs. At 1 thread the serial kernels run,
+    as in a process started with one thread; the BLAS under the kernels is single-threaded
+    either way. numba must have been started with at least `threads` threads."""
+    import numba
+
+    if not 2 <= threads <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"thread scaling needs 2 to {numba.config.NUMBA_NUM_THREADS} threads "
+                         f"(NUMBA_NUM_THREADS); got {threads}")
+    if isinstance(case, str):
+        case = get_cases([case])[0]
+    dtype = np.dtype(dtype).name
+    trainer = make_trainer("fastmlp", case, dtype, lr)
+    turns = {1: _AtThreads(trainer, 1), threads: _AtThreads(trainer, threads)}
+    before = fastmlp.get_num_threads()
+    try:
+        for turn in turns.values():
+            turn.epoch()  # warm-up: compiles the serial and the parallel kernels
+        best = time_interleaved(turns, repeat)
+    finally:
+        fastmlp.set_num_threads(before)
+    return {"workload": case.label, "dtype": dtype, "threads": threads,
+            "samples_per_s_1_thread": case.n / best[1], "samples_per_s": case.n / best[threads],
+            "scaling": best[1] / best[threads]}
+
+
 def gemm_peak_gflops(dtype, size=2048, repeat=5):
     """Best GFLOP/s of a size^3 numpy matmul in `dtype` with the current thread settings."""
     rng = np.random.default_rng(0)
@@ -525,6 +568,9 @@ def _parser():
                    help="matrix size of the GEMM peak measurement (default 2048)")
     p.add_argument("--first-fit", action="store_true",
                    help="also time import + first 1-epoch fit of fastmlp in a fresh process")
+    p.add_argument("--scaling", action="store_true",
+                   help="also time fastmlp at 1 thread and at --threads (2 or more) side by "
+                        "side, taking turns in one process, and print the ratio")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p
 
@@ -548,6 +594,8 @@ def main(argv=None):
         value = getattr(args, option)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.scaling and (args.threads or 1) < 2:
+        parser.error("--scaling compares 1 thread with --threads: give --threads 2 or more")
     if args.threads and any(os.environ.get(v) != str(args.threads) for v in THREAD_VARIABLES):
         return _restart_with_threads(args.threads, argv)
     impls = []
@@ -594,10 +642,20 @@ def main(argv=None):
                     progress(f"first fit {case.label} {dtype}")
                     first_fit.append({"workload": case.label, "dtype": dtype,
                                       "seconds": first_fit_seconds(case, dtype)})
+    scaling = []
+    if args.scaling:
+        if unavailable_reason("fastmlp"):
+            print(f"  thread scaling skipped: {unavailable_reason('fastmlp')}", file=sys.stderr)
+        else:
+            for case in cases:
+                for dtype in dtypes:
+                    progress(f"thread scaling {case.label} {dtype}: 1 against {args.threads}")
+                    scaling.append(thread_scaling(case, dtype, args.threads, args.repeat,
+                                                  LEARNING_RATE))
     env = environment(args.threads)
     if args.json:
-        json.dump({"environment": env, "rows": rows, "first_fit": first_fit}, sys.stdout,
-                  indent=1)
+        json.dump({"environment": env, "rows": rows, "first_fit": first_fit,
+                   "thread_scaling": scaling}, sys.stdout, indent=1)
         print()
         return 0
     threads = (f"{args.threads} (set via {', '.join(THREAD_VARIABLES)})" if args.threads
@@ -612,6 +670,10 @@ def main(argv=None):
     for item in first_fit:
         print(f"first fit (import fastmlp + 1 epoch, cache warm) {item['workload']} "
               f"{item['dtype']}: {item['seconds']:.2f} s")
+    for item in scaling:
+        print(f"thread scaling (fastmlp, {item['threads']} threads against 1, taking turns) "
+              f"{item['workload']} {item['dtype']}: {item['samples_per_s_1_thread']:,.0f} -> "
+              f"{item['samples_per_s']:,.0f} samples/s, {item['scaling']:.2f}x")
     return 0
 
 

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
+import fastmlp
 from fastmlp import bench
 
 # a few hundred samples, a 13-8-1 net: each implementation trains in milliseconds
@@ -140,3 +142,33 @@ def test_command_line_json_with_threads():
 def test_first_fit_runs_in_a_fresh_process():
     seconds = bench.first_fit_seconds(TINY, "float64", "reference")
     assert 0 < seconds < 600
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba started with one thread")
+def test_thread_scaling_takes_turns_at_one_thread_and_at_more(monkeypatch):
+    seen = []
+
+    class Fake:
+        def epoch(self):
+            seen.append(fastmlp.get_num_threads())
+
+    times = iter([4.0, 3.0, 2.0, 1.0, 2.0, 1.5])  # the timed epochs: 1, 2, 1, 2, 1, 2 threads
+    monkeypatch.setattr(bench, "make_trainer", lambda impl, case, dtype, lr: Fake())
+    monkeypatch.setattr(bench, "_seconds", lambda epoch: (epoch(), next(times))[1])
+    fastmlp.set_num_threads(2)
+    result = bench.thread_scaling(TINY, "float32", 2, repeat=3)
+    assert seen == [1, 2] * 4  # a warm-up epoch at each, then 3 rounds of turns
+    assert result["scaling"] == 2.0 / 1.0
+    assert result["samples_per_s"] == TINY.n / 1.0
+    assert result["samples_per_s_1_thread"] == TINY.n / 2.0
+    assert fastmlp.get_num_threads() == 2  # restored
+    with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
+        bench.thread_scaling(TINY, "float32", numba.config.NUMBA_NUM_THREADS + 1)
+    monkeypatch.undo()
+    assert bench.thread_scaling(TINY, "float64", 2, repeat=1)["scaling"] > 0  # a real model
+
+
+def test_scaling_option_needs_two_threads_or_more(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--workload", "tiny", "--scaling"])
+    assert "--threads 2 or more" in capsys.readouterr().err
