@@ -586,6 +586,19 @@ def _restart_with_threads(threads, argv):
     return done.returncode
 
 
+def _for_each_case(what, cases, dtypes, progress, measure):
+    """[measure(case, dtype) for every case and dtype], or [] when fastmlp cannot run."""
+    if unavailable_reason("fastmlp"):
+        print(f"  {what} skipped: {unavailable_reason('fastmlp')}", file=sys.stderr)
+        return []
+    results = []
+    for case in cases:
+        for dtype in dtypes:
+            progress(f"{what} {case.label} {dtype}")
+            results.append(measure(case, dtype))
+    return results
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
@@ -632,26 +645,14 @@ def main(argv=None):
 
     rows = run(cases, dtypes, impls, args.repeat, baseline=args.baseline, threads=args.threads,
                peak_size=args.peak_size, progress=progress)
-    first_fit = []
+    first_fit = scaling = []
     if args.first_fit:
-        if unavailable_reason("fastmlp"):
-            print(f"  first fit skipped: {unavailable_reason('fastmlp')}", file=sys.stderr)
-        else:
-            for case in cases:
-                for dtype in dtypes:
-                    progress(f"first fit {case.label} {dtype}")
-                    first_fit.append({"workload": case.label, "dtype": dtype,
-                                      "seconds": first_fit_seconds(case, dtype)})
-    scaling = []
+        first_fit = _for_each_case("first fit", cases, dtypes, progress, lambda case, dtype: {
+            "workload": case.label, "dtype": dtype, "seconds": first_fit_seconds(case, dtype)})
     if args.scaling:
-        if unavailable_reason("fastmlp"):
-            print(f"  thread scaling skipped: {unavailable_reason('fastmlp')}", file=sys.stderr)
-        else:
-            for case in cases:
-                for dtype in dtypes:
-                    progress(f"thread scaling {case.label} {dtype}: 1 against {args.threads}")
-                    scaling.append(thread_scaling(case, dtype, args.threads, args.repeat,
-                                                  LEARNING_RATE))
+        scaling = _for_each_case(
+            f"thread scaling (1 against {args.threads})", cases, dtypes, progress,
+            lambda case, dtype: thread_scaling(case, dtype, args.threads, args.repeat))
     env = environment(args.threads)
     if args.json:
         json.dump({"environment": env, "rows": rows, "first_fit": first_fit,
