@@ -1,12 +1,14 @@
 """Threads: fastmlp's kernels run their own (numba prange over fixed chunks),
 so the BLAS they call must run single-threaded.
 
-numba's np.dot calls SciPy's BLAS. Left to itself, OpenBLAS splits a product
-across threads by their number, which changes the result's last bits and, under
-fastmlp's own parallel chunks, oversubscribes the cores. The first time a
-kernel runs, SciPy's BLAS library is set to one thread (NumPy's, a separate
-library in pip installs, is left alone). That setting is process-wide: SciPy's
-own linear algebra in the same process runs single-threaded afterwards.
+Left to itself, OpenBLAS splits a product across threads by their number, which
+changes the result's last bits and, under fastmlp's own parallel chunks,
+oversubscribes the cores. The kernels' BLAS is normally fastmlp's own copy of
+OpenBLAS (kernels/_blas.py), set to one thread when it loads. Without the
+scipy-openblas32 wheel they call SciPy's, and the first time a kernel runs,
+SciPy's BLAS library is set to one thread (NumPy's, a separate library in pip
+installs, is left alone). That setting is process-wide: SciPy's own linear
+algebra in the same process runs single-threaded afterwards.
 """
 
 import os
@@ -14,8 +16,10 @@ import threading
 
 import numba
 
+from fastmlp.kernels import _blas
+
 _lock = threading.Lock()
-_done = False
+_done = _blas.SOURCE != "scipy"  # fastmlp's own OpenBLAS is set to one thread as it loads
 
 
 def _scipy_blas_controllers():
@@ -26,8 +30,8 @@ def _scipy_blas_controllers():
 
     blas = ThreadpoolController().select(user_api="blas")
     scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
-    own = [c for c in blas.lib_controllers
-           if os.path.abspath(c.filepath).startswith(os.path.join(scipy_root, "scipy"))]
+    folders = tuple(os.path.join(scipy_root, name, "") for name in ("scipy", "scipy.libs"))
+    own = [c for c in blas.lib_controllers if os.path.abspath(c.filepath).startswith(folders)]
     # pip wheels keep SciPy's BLAS in site-packages/scipy.libs; a shared system
     # BLAS (conda, distro packages) serves NumPy and SciPy alike
     return own or blas.lib_controllers
