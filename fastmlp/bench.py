@@ -645,7 +645,7 @@ def main(argv=None):
 
     rows = run(cases, dtypes, impls, args.repeat, baseline=args.baseline, threads=args.threads,
                peak_size=args.peak_size, progress=progress)
-    first_fit = scaling = []
+    first_fit, scaling = [], []
     if args.first_fit:
         first_fit = _for_each_case("first fit", cases, dtypes, progress, lambda case, dtype: {
             "workload": case.label, "dtype": dtype, "seconds": first_fit_seconds(case, dtype)})

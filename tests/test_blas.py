@@ -73,7 +73,7 @@ def test_the_kernels_call_their_own_openblas():
     assert _blas.OPENBLAS.scipy_openblas_get_num_threads() == 1
 
 
-def test_without_scipy_openblas32_the_kernels_call_scipys_blas():
+def test_without_scipy_openblas32_the_kernels_call_scipys_blas(tmp_path):
     # the wheel's import blocked: the same products through SciPy's cython_blas, which
     # is set to one thread once a kernel has run (and trains a BLAS-sized net as before)
     script = CHECK + textwrap.dedent("""
@@ -91,16 +91,12 @@ def test_without_scipy_openblas32_the_kernels_call_scipys_blas():
         np.save(sys.argv[1], model.params)
     """)
     blocked = "import sys; sys.modules['scipy_openblas32'] = None\n"
-    with_scipy = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fastmlp_blas_{os.getpid()}.npy")
-    try:
-        result = subprocess.run([sys.executable, "-c", blocked + script, with_scipy],
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        import fastmlp
-        rng = np.random.default_rng(0)
-        X, y = rng.normal(size=(256, 40)), rng.integers(0, 3, 256)
-        model = fastmlp.MLP([40, 64, 3], random_state=0).fit(X, y, epochs=2, batch_size=64)
-        np.testing.assert_allclose(np.load(with_scipy), model.params, rtol=1e-12, atol=1e-14)
-    finally:
-        if os.path.exists(with_scipy):
-            os.remove(with_scipy)
+    with_scipy = tmp_path / "params.npy"
+    result = subprocess.run([sys.executable, "-c", blocked + script, str(with_scipy)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    import fastmlp
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(256, 40)), rng.integers(0, 3, 256)
+    model = fastmlp.MLP([40, 64, 3], random_state=0).fit(X, y, epochs=2, batch_size=64)
+    np.testing.assert_allclose(np.load(with_scipy), model.params, rtol=1e-12, atol=1e-14)
