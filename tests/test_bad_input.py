@@ -259,6 +259,7 @@ BAD_SETTINGS = [  # (keyword, value, message)
     ("lr", np.inf, r"lr must be in"),
     ("lr", "0.1", r"lr must be a real number"),
     ("lr", None, r"lr must be a real number"),
+    ("lr", np.array(0.1), r"lr must be a real number"),  # unhashable: not from the settings cache
     ("momentum", 1.0, r"momentum must be in \[0.0, 1.0\)"),
     ("momentum", 1.5, r"momentum must be in"),
     ("momentum", -0.1, r"momentum must be in"),
@@ -279,6 +280,22 @@ BAD_SETTINGS = [  # (keyword, value, message)
 def test_bad_training_settings(MLP, method, key, value, match):
     model, X, y = trained(MLP)
     rejects(model, lambda X, y: DATA_METHODS[method](model, X, y, **{key: value}), match, X, y)
+
+
+def test_settings_that_change_between_calls_are_checked_and_used():
+    # checked settings are remembered by value and type: a new value, 1 after 1.0, or
+    # True after 1 is checked again, and each call trains with its own lr as the twin does
+    X, y = valid_X(), CONFIGS["softmax"][1]
+    runs = []
+    for MLP in (fastmlp.MLP, ReferenceMLP):
+        model = MLP(CONFIGS["softmax"][0], "relu", "softmax", random_state=0)
+        for lr in (0.1, 0.1, 0.3, 1, 1.0, np.float32(0.05)):
+            model.partial_fit(X, y, batch_size=4, lr=lr, momentum=0.5)
+        model.partial_fit(X, y, batch_size=4, lr=1, momentum=0.5)
+        with pytest.raises(ValueError, match="lr must be a real number"):  # True == 1, but a bool
+            model.partial_fit(X, y, batch_size=4, lr=True, momentum=0.5)
+        runs.append(model.params)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 1.5, 2.0, None, True])
