@@ -15,8 +15,8 @@ One compiled call runs a whole epoch: for each mini-batch, gather (a batch of
 one row is read in place), forward, fused output + loss + delta, backward,
 optimizer step (plain SGD inside the backward pass). Nothing is allocated per
 mini-batch. The loss and the backward pass are inlined into the epoch, so a batch
-makes no call with its dozen arrays (see dense.py; called, they cost 13-8-1 at batch 1
-~28%); forward is not: inlined, it added ~1.5 s to the cold compile for ~6%.
+makes no call with its dozen arrays (see dense.py; called instead, they made 13-8-1 at
+batch 1 ~28% slower); forward is not: inlined, it added ~1.5 s to the cold compile for ~6%.
 """
 import numpy as np
 from numba import prange
