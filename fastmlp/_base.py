@@ -90,6 +90,11 @@ class TrainingData:
         return self.X.shape[0]
 
 
+# The empty fields of TrainingData, shared by every call (an empty array holds nothing to change)
+_NO_LABELS = np.zeros(0, dtype=np.int64)
+_NO_WEIGHTS = {np.dtype(dtype): np.zeros(0, dtype=dtype) for dtype in DTYPES}
+
+
 @dataclass(frozen=True)  # one instance serves every call with the same arguments (see below)
 class OptimizerSettings:
     name: str
@@ -320,7 +325,7 @@ class BaseMLP:
         # the per-layer views are rebuilt on load (so they stay views of params);
         # workspaces and scratch are not worth keeping
         state = self.__dict__.copy()
-        for key in ("_coefs", "_intercepts", "_ws", "_grads"):
+        for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_settings"):
             state.pop(key, None)
         return state
 
@@ -406,7 +411,7 @@ class BaseMLP:
             labels = self._softmax_labels(y, k)
             targets = np.zeros((0, k), dtype=self.dtype)
         else:
-            labels = np.zeros(0, dtype=np.int64)
+            labels = _NO_LABELS
             if y.ndim == 1 and k == 1:
                 y = y[:, None]
             if y.ndim != 2 or y.shape[1] != k:
@@ -420,7 +425,7 @@ class BaseMLP:
             if not within:
                 raise ValueError(TARGET_RANGE_ERRORS[self.output])
         if sample_weight is None:
-            sw = np.zeros(0, dtype=self.dtype)
+            sw = _NO_WEIGHTS[self.dtype]
         else:
             sw = _numeric_array("sample_weight", sample_weight, self.dtype)
             if sw.shape != (n,):

@@ -105,7 +105,6 @@ class MLP(BaseMLP):
         if getattr(self, "_grads", None) is None or self._grads.shape != self.params.shape:
             self._grads = np.empty_like(self.params)
         activation, output = self._codes()
-        cast = self.dtype.type
         context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
         with context:
             return network.train_epoch(
@@ -113,8 +112,19 @@ class MLP(BaseMLP):
                 acts, deltas, x_batch, data.X.reshape(-1), data.labels, data.targets,
                 data.sample_weight, order,
                 self._layout, activation, output, self.bias, self.reduction == "mean",
-                batch_size, OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
-                cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha), step, parallel)
+                batch_size, *self._optimizer_arguments(s), step, parallel)
+
+    def _optimizer_arguments(self, s):
+        """train_epoch's optimizer code and settings, in the model's dtype. Checked
+        settings are shared objects (_base._checked_optimizer), so a partial_fit loop
+        casts them once, not on every call (~0.1 us, not ~0.5)."""
+        kept = getattr(self, "_kernel_settings", None)
+        if kept is None or kept[0] is not s:
+            cast = self.dtype.type
+            kept = (s, (OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov,
+                        cast(s.beta_1), cast(s.beta_2), cast(s.epsilon), cast(s.alpha)))
+            self._kernel_settings = kept
+        return kept[1]
 
     def _forward_rows(self, X):
         single_threaded_blas()
