@@ -50,10 +50,10 @@ def log1p(x):
     u = 1.0 + xd
     # 1 + x = 2**k * (1 + f): moving the high word by 1 - sqrt(2)/2 makes the exponent
     # field k and leaves 1 + f in [sqrt(2)/2, sqrt(2)) (u > 0 here; others are selected away)
-    high = (_bits_from_float(u) >> 32) + (0x3FF00000 - SQRT2_HALF_HIGH)
+    bits = _bits_from_float(u)
+    high = (bits >> 32) + (0x3FF00000 - SQRT2_HALF_HIGH)
     k = (high >> 20) - 1023
-    reduced = _float_from_bits((((high & 0x000FFFFF) + SQRT2_HALF_HIGH) << 32)
-                               | (_bits_from_float(u) & 0xFFFFFFFF))
+    reduced = _float_from_bits((((high & 0x000FFFFF) + SQRT2_HALF_HIGH) << 32) | (bits & 0xFFFFFFFF))
     dk = np.float64(k)
     c = (1.0 - (u - xd) if k >= 2 else xd - (u - 1.0)) / u
     c = c if xd < TWO_53 else 0.0
