@@ -325,7 +325,8 @@ class BaseMLP:
         # the per-layer views are rebuilt on load (so they stay views of params);
         # workspaces and scratch are not worth keeping
         state = self.__dict__.copy()
-        for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_settings"):
+        for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_settings",
+                    "_kernel_draws"):
             state.pop(key, None)
         return state
 
@@ -568,8 +569,7 @@ class BaseMLP:
         n_batches = -(-n // batch_size)
         per_call = self._batches_per_call(batch_size) * batch_size  # rows per compiled call
         last_good = self._last_good
-        # As scikit-learn: each epoch shuffles the previous epoch's order again.
-        order = np.arange(n, dtype=np.int64) if given_order is None else given_order
+        order = given_order
         progress = _progress.for_fit(verbose, epochs, n, self.n_iter_)
         rows_done = 0  # rows of the epoch under way whose steps are in the weights
         interrupt = None
@@ -578,8 +578,8 @@ class BaseMLP:
                 for _ in range(epochs):
                     if ctrl_c.pressed:
                         break
-                    if shuffle and given_order is None:
-                        self._rng.shuffle(order)
+                    if given_order is None:
+                        order = self._next_order(order, n, shuffle)
                     np.copyto(last_good, self.params)
                     start = time.perf_counter()
                     rows_done = 0
@@ -622,6 +622,15 @@ class BaseMLP:
                           "of the last completed mini-batch; loss_curve_, n_iter_ and t_ count whole "
                           "epochs only.", UserWarning, stacklevel=3)
         return self
+
+    def _next_order(self, order, n, shuffle):
+        """This epoch's row order: as scikit-learn, the previous epoch's (None: the
+        first, 0..n-1) shuffled again with the model's generator if shuffle."""
+        if order is None:
+            order = np.arange(n, dtype=np.int64)
+        if shuffle:
+            self._rng.shuffle(order)
+        return order
 
     def _epoch_loss(self, losses, n):
         """The epoch loss from its slices' (loss, rows), as one call over the whole
