@@ -42,12 +42,13 @@ def activate(z, start, m, activation):
 
 
 @jit
-def derivative_from_output(a, activation):
-    """f'(z) from a = f(z), for one scalar."""
+def derivative_from_output(a, activation, one):
+    """f'(z) from a = f(z), for one scalar; one = 1 in a's type (a float literal
+    would make a float32 model's derivatives float64)."""
     if activation == RELU:
-        return 1.0 if a > 0 else 0.0
+        return one if a > 0 else one - one
     if activation == SIGMOID:
-        return a * (1.0 - a)
+        return a * (one - a)
     if activation == TANH:
-        return 1.0 - a * a
-    return 1.0
+        return one - a * a
+    return one

@@ -210,5 +210,6 @@ def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fa
                 for k in range(n_in):
                     dA[da + k] += dj * params[w + k * n_out]
     if activation != IDENTITY:
+        one = dA.dtype.type(1)
         for p in range(index(rows * fan_in)):
-            dA[index(da_off) + p] *= derivative_from_output(A[index(a_off) + p], activation)
+            dA[index(da_off) + p] *= derivative_from_output(A[index(a_off) + p], activation, one)

@@ -176,8 +176,10 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     n = order.shape[0]
     n_in = layout[0, 0]
     no_dx = x_batch[:0]
-    # plain SGD steps inside the backward pass (see dense_backward_params)
-    fused_lr = lr if optimizer != ADAM and momentum == 0 else lr * 0
+    # plain SGD steps inside the backward pass (see dense_backward_params). The 0 is in
+    # the model's dtype: `lr * 0` was float64 in numba, and a float32 model's steps then
+    # ran in float64 arithmetic with conversions (tests/test_twins.py checks the rounding)
+    fused_lr = lr if optimizer != ADAM and momentum == 0 else params.dtype.type(0)
     epoch_loss = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

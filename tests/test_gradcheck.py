@@ -64,7 +64,7 @@ BROKEN_KERNEL = textwrap.dedent("""
     model = fastmlp.MLP([3, 4, 2], "sigmoid", "softmax", random_state=0)
     good = gradcheck(model, X, y)
     right = dense.derivative_from_output
-    dense.derivative_from_output = lambda a, code: 1.01 * right(a, code)  # 1% off
+    dense.derivative_from_output = lambda a, code, one: 1.01 * right(a, code, one)  # 1% off
     print(good, gradcheck(model, X, y))
 """)
 

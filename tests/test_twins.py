@@ -146,6 +146,46 @@ def test_float32_model_keeps_float32_everywhere():
     assert model.loss_and_grad(X, y)[1].flat.dtype == np.float32
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.5], ids=["fused", "velocity"])
+def test_float32_sgd_step_rounds_in_float32(momentum):
+    """One SGD step of a float32 model, worked by hand: the forward pass and the
+    deltas are small integers (exact in float32), so the step is the only rounding,
+    and each weight must be float32 arithmetic: w + fl32(-lr a) d, with or without
+    a fused multiply-add. (A float64 lr once made the fused step compute in float64.)"""
+    model = fastmlp.MLP([2, 4, 1], activation="relu", output="identity", dtype=np.float32,
+                        random_state=0)
+    model.coefs_ = [np.array([[1, 0, 2, -1], [0, 1, 0, 0]], np.float32),
+                    np.array([[1], [3], [-2], [1]], np.float32)]
+    model.intercepts_ = [np.zeros(4, np.float32), np.zeros(1, np.float32)]
+    x, y = np.array([[3.0, 5.0]]), np.array([-1.0])
+    hidden = np.array([3, 5, 6, 0], np.float32)  # relu(x @ W1): the last unit is off
+    d_out = np.float32(6 - -1)  # z = 3 + 15 - 12 = 6, squared error: z - y
+    d_hidden = d_out * np.array([1, 3, -2, 0], np.float32)  # times W2, zero where relu is off
+    lr = np.float32(0.1)
+    before = [W.astype(np.float32) for W in model.coefs_]
+    model.partial_fit(x, y, batch_size=1, lr=0.1, momentum=momentum, shuffle=False)
+
+    def candidates(W, a, d):
+        """W + s d with s = fl32(-lr a), rounded after each operation or with the
+        last multiply-add fused (velocity: W + fl32(-lr g), g = a d exact); and the
+        fused step in float64 arithmetic, which must differ from both."""
+        W, a, d = W.astype(np.float32), a[:, None].astype(np.float32), d[None, :].astype(np.float32)
+        if momentum:
+            step = (-lr) * (a * d)
+            return [W + step], None
+        s = (-lr) * a
+        fused = (W.astype(np.float64) + s.astype(np.float64) * d).astype(np.float32)
+        in_float64 = (W.astype(np.float64) - np.float64(lr) * a * d).astype(np.float32)
+        return [W + s * d, fused], in_float64
+
+    for W, W0, a, d in [(model.coefs_[0], before[0], x[0], d_hidden),
+                        (model.coefs_[1], before[1], hidden, np.array([d_out]))]:
+        allowed, in_float64 = candidates(W0, a, d)
+        assert np.logical_or.reduce([W == c for c in allowed]).all(), (W, allowed)
+        if in_float64 is not None:  # the test can tell float64 arithmetic apart
+            assert not np.logical_or.reduce([in_float64 == c for c in allowed]).all()
+
+
 def test_extreme_logits_stay_finite():
     """Logits of +-1e4 in both dtypes: finite losses, outputs and gradients."""
     for dtype in (np.float32, np.float64):
