@@ -16,7 +16,7 @@ fastmlp/core.py checks once per process that they agree before using this).
 
 Legend:  n  rows in the epoch
     order (n,) int64          the row order, shuffled in place
-    next_uint32, state        addresses of the bit generator's next_uint32 function
+    function, state           addresses of the bit generator's next_uint32 function
                               and of the state it takes (never 0: the caller checks)
 """
 import ctypes
