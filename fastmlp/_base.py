@@ -190,10 +190,13 @@ def _contiguous(arr, dtype):
 
 def _numeric_array(name, a, dtype):
     """A C-contiguous copy-or-view of `a` in the float `dtype`; rejects what cannot be a number."""
-    arr = _as_array(name, a)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
-    arr = _contiguous(arr, dtype)
+    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
+        arr = a  # already what the kernels take (the common case: ~0.3 us of checks less)
+    else:
+        arr = _as_array(name, a)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+        arr = _contiguous(arr, dtype)
     if not checks.all_finite(arr.reshape(-1)):  # after the cast: overflow to inf is reported
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
@@ -325,7 +328,7 @@ class BaseMLP:
         # the per-layer views are rebuilt on load (so they stay views of params);
         # workspaces and scratch are not worth keeping
         state = self.__dict__.copy()
-        for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_settings",
+        for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_arguments",
                     "_kernel_draws"):
             state.pop(key, None)
         return state
@@ -580,14 +583,14 @@ class BaseMLP:
                         break
                     if given_order is None:
                         order = self._next_order(order, n, shuffle)
-                    np.copyto(last_good, self.params)
+                    last_good[...] = self.params  # (np.copyto: ~0.15 us more)
                     start = time.perf_counter()
                     rows_done = 0
                     losses = []
                     while rows_done < n and not ctrl_c.pressed:
                         rows = min(per_call, n - rows_done)
-                        loss = self._train_epoch(data, order[rows_done:rows_done + rows], batch_size,
-                                                 settings, self._adam_step)
+                        rows_order = order if rows == n else order[rows_done:rows_done + rows]
+                        loss = self._train_epoch(data, rows_order, batch_size, settings, self._adam_step)
                         self._adam_step += -(-rows // batch_size)
                         rows_done += rows
                         if not math.isfinite(loss) or not self._state_is_finite(settings):
