@@ -14,14 +14,16 @@ Legend:  b  rows,  i  fan_in,  o  fan_out
     A (b, i)  layer input at a_off       W (i, o) at w_off,  bias (o,) at b_off (in params)
     Z (b, o)  layer output at z_off      D (b, o) deltas (dL/dZ) at d_off
     dW, dbias in grads at w_off, b_off   dA (b, i) at da_off
+    scratch   grads, whose layer part at w_off is free while the input gradient runs
     parallel  None: run large products' blocks one after the other (see product)
 """
 import numpy as np
 from numba import prange
 
 from ._blas import gemm
-from ._config import BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, index, jit, parallel_jit
-from .activations import IDENTITY, activate, derivative_from_output
+from ._config import (BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, TRANSPOSED_W_MAX_MACS, index, jit,
+                      parallel_jit)
+from .activations import IDENTITY, RELU, activate, derivative_from_output
 
 
 @jit
@@ -122,6 +124,13 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
                 for k in range(n_in):
                     s += A[a + k] * params[w + k * n_out]
                 Z[z + j] = s
+        if has_bias and activation == RELU:
+            # one pass for bias and relu, not two (a row of a small layer is a short loop;
+            # a NaN stays NaN: NaN < 0 is False)
+            for j in range(n_out):
+                v = Z[z + j] + params[bias + j]
+                Z[z + j] = zero if v < zero else v
+            continue
         if has_bias:
             for j in range(n_out):
                 Z[z + j] += params[bias + j]
@@ -188,11 +197,26 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
                 params[bias + j] -= lr * grads[bias + j]
 
 
+@jit
+def transpose(T, t_off, M, m_off, rows, cols):
+    """T (cols, rows) at t_off = M (rows, cols) at m_off, transposed."""
+    n_rows, n_cols = index(rows), index(cols)
+    for j in range(n_cols):
+        t = index(t_off) + j * n_rows
+        for i in range(n_rows):
+            T[t + i] = M[index(m_off) + i * n_cols + j]
+
+
 @jit(inline="always")
 def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in, fan_out,
-                         activation, parallel):
-    """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor)."""
-    if use_blas(rows, fan_in, fan_out):
+                         activation, scratch, parallel):
+    """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor).
+    scratch[w_off:] (fan_in * fan_out elements) may be overwritten."""
+    if use_blas(rows, fan_in, fan_out) and rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
+        transpose(scratch, w_off, params, w_off, fan_in, fan_out)
+        product(parallel, flag(True), flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0),
+                D, d_off, fan_out, scratch, w_off, fan_in, scalar(0.0), dA, da_off, fan_in)
+    elif use_blas(rows, fan_in, fan_out):
         product(parallel, flag(True), flag(False), flag(True), rows, fan_in, fan_out, scalar(1.0),
                 D, d_off, fan_out, params, w_off, fan_out, scalar(0.0), dA, da_off, fan_in)
     else:

@@ -103,8 +103,9 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
             # the input's delta (before a step changes W): into the previous block, or into
             # dx (no activation there)
             target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
+            # (grads' weights of this layer are free until dense_backward_params writes them)
             dense_backward_input(target, t_off, deltas, d_off, params, w_off, inputs, a_off, b,
-                                 fan_in, fan_out, f, parallel)
+                                 fan_in, fan_out, f, grads, parallel)
         if want_grad:
             dense_backward_params(grads, inputs, a_off, deltas, d_off, params, w_off, b_off, b,
                                   fan_in, fan_out, decay, has_bias, step_lr, parallel)

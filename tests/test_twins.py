@@ -7,6 +7,7 @@ import pytest
 import fastmlp
 import fastmlp.reference
 from conftest import ACTIVATIONS, OUTPUTS, make_targets
+from fastmlp.kernels._config import BLAS_MIN_MACS, TRANSPOSED_W_MAX_MACS
 
 N, SIZES = 23, [5, 7, 4, 3]
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
@@ -75,6 +76,30 @@ def test_five_epoch_trajectories_match(activation, output, bias, reduction, batc
 # Layers of 19 and 9 units: the hand-written forward loops sum outputs eight at a
 # time and then one by one; at batch 1 and 2 every product here is small enough for
 # them (kernels._config.BLAS_MIN_MACS), at N some run in BLAS.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9], ids=["sgd", "momentum"])
+def test_input_gradients_both_ways_match(momentum, dtype):
+    """A layer's input gradient D @ W.T runs through a transposed copy of W (in the
+    layer's part of grads) below TRANSPOSED_W_MAX_MACS and straight from W at and above
+    it. Here the output layer's takes the copy and the first layer's dL/dX the straight
+    way; neither may spoil the weight gradients written into grads afterwards."""
+    rows = 64
+    fan_in = TRANSPOSED_W_MAX_MACS // (rows * rows)  # the first layer: rows x fan_in x rows
+    sizes = [fan_in, rows, 10]
+    assert BLAS_MIN_MACS <= rows * rows * 10 < TRANSPOSED_W_MAX_MACS <= rows * fan_in * rows
+    rng = np.random.default_rng(21)
+    X, y = rng.normal(size=(rows, fan_in)), rng.integers(0, 10, rows)
+    fast, ref = (Impl(sizes, dtype=dtype, random_state=4) for Impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    tol = TOLERANCE[dtype]
+    assert rel_err(fast.input_grad(X, y), ref.input_grad(X, y)) < tol
+    loss_f, grads_f = fast.loss_and_grad(X, y, alpha=0.1)
+    loss_r, grads_r = ref.loss_and_grad(X, y, alpha=0.1)
+    assert rel_err(grads_f.flat, grads_r.flat) < tol
+    for model in (fast, ref):
+        model.fit(X, y, epochs=3, batch_size=rows, lr=0.01, momentum=momentum)
+    assert rel_err(fast.params, ref.params) < tol
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("batch_size", [1, 2, N], ids=["batch1", "batch2", "batchN"])
 @pytest.mark.parametrize("output", OUTPUTS)
