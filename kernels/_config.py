@@ -58,6 +58,7 @@ TRANSPOSED_W_MAX_MACS = 1 << 18
 # depends on sizes only, so results are bitwise the same for any thread count
 # (BLAS's own threading splits by thread count, and its results then differ).
 PARALLEL_MIN_MACS = 1 << 20
+assert TRANSPOSED_W_MAX_MACS <= PARALLEL_MIN_MACS  # dense.input_gradient_product never splits those
 CHUNKS = 2
 
 # Rows a mini-batch gather prefetches ahead (network.gather_rows): 4-16 measured
