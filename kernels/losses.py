@@ -116,11 +116,15 @@ def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, outpu
             total += w * (top + np.log(exp_sum) - logit)
             continue
         row_loss = 0.0
+        if in_block:  # the loss terms are in D: read each before its delta replaces it
+            for j in range(n_out):
+                row_loss += D[d + j]
+                D[d + j] = w * scale * (Z[z + j] - targets[i, j])
+            total += w * row_loss
+            continue
         for j in range(n_out):
             zj, yj = Z[z + j], targets[i, j]
-            if in_block:
-                row_loss += D[d + j]
-            elif output == SIGMOID:
+            if output == SIGMOID:
                 e = np.exp(-abs(zj))  # one exp for the loss and the output
                 row_loss += max(zj, 0.0) - zj * yj + np.log1p(e)
                 Z[z + j] = sigmoid_from(e, zj)
