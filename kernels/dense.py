@@ -186,12 +186,24 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
                     grads[g + j] += ak * D[d + j]
     if has_bias:
         bias = index(b_off)
-        for j in range(n_out):
-            grads[bias + j] = 0
-        for r in range(index(rows)):
-            d = index(d_off) + r * n_out
+        if n_out < index(64):
+            # up to 63 outputs: each sum in a register, over the rows in order (the same
+            # additions as below), not a store and a load per row and output: backward
+            # pass of tiny 13-8-1 at batch 32 554-584 -> 398-432 ns, digits 64-32-10
+            # 4020-4450 -> 3720-3800 (side by side); below, larger layers vectorise
+            # over the outputs
             for j in range(n_out):
-                grads[bias + j] += D[d + j]
+                total = D.dtype.type(0)
+                for r in range(index(rows)):
+                    total += D[index(d_off) + r * n_out + j]
+                grads[bias + j] = total
+        else:
+            for j in range(n_out):
+                grads[bias + j] = 0
+            for r in range(index(rows)):
+                d = index(d_off) + r * n_out
+                for j in range(n_out):
+                    grads[bias + j] += D[d + j]
         if lr > 0:
             for j in range(n_out):
                 params[bias + j] -= lr * grads[bias + j]
