@@ -218,8 +218,9 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
 
 
 # Called, not inlined into the backward pass, with the transposition inlined into it:
-# of the ways tried, the one that adds least to a cold compile (~0.3-0.7 s against ~1 s
-# with both inlined into the backward pass, whose inlining dominates the epoch's compile).
+# of the ways tried, the one that added least to a cold compile (13-8-10, alternating
+# processes, noisy: +0.3-0.7 s, against +0.7-1.5 s with both inlined into the backward
+# pass, whose inlining dominates the epoch's compile).
 @jit
 def input_gradient_product(dA, da_off, D, d_off, params, w_off, rows, fan_in, fan_out, scratch,
                            parallel):
