@@ -63,28 +63,33 @@ def l2_penalty(params, layout):
     return 0.5 * total
 
 
+# The loss of a batch is inverse_normaliser, output_delta and with_penalty, each inlined
+# where it is used, with no function around the three: numba copies an inlined function's
+# IR block by block, each block with every variable of the function (numba issue 8989),
+# so a wrapper inlined in its turn copied output_delta's IR twice over (13-8-10, cold
+# compile: inlining 1.9-2.2 -> 1.4-1.5 s, first fit 8.7-10.4 -> 8.1-9.3 s, alternating
+# processes).
 @jit(inline="always")
-def batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight, params, layout, cap,
-               output, mean, alpha):
-    """Outputs over the logits, the output deltas into deltas, and the batch loss with
-    its L2 penalty; returns (loss, 1 / normaliser), the loss and the deltas already
-    divided by the normaliser."""
-    b = rows.shape[0]
-    last = layout.shape[0] - 1
+def inverse_normaliser(rows, sample_weight, mean):
+    """1 / the batch's normaliser (the rows' weight for mean, else 1); 0 for a batch
+    of zero weight: no loss, no gradient."""
     norm = 1.0
     if mean:
         if sample_weight.shape[0]:
             norm = 0.0
-            for r in range(b):
+            for r in range(rows.shape[0]):
                 norm += sample_weight[rows[r]]
         else:
-            norm = b
-    inv_norm = 1.0 / norm if norm > 0 else 0.0  # a batch of zero weight: no loss, no gradient
-    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, layout[last, 1],
-                         rows, labels, targets, sample_weight, output, params.dtype.type(inv_norm))
+            norm = rows.shape[0]
+    return 1.0 / norm if norm > 0 else 0.0
+
+
+@jit(inline="always")
+def with_penalty(total, params, layout, alpha):
+    """The batch's summed loss plus its L2 penalty."""
     if alpha != 0:
         total += alpha * l2_penalty(params, layout)
-    return total * inv_norm, inv_norm
+    return total
 
 
 @jit(inline="always")
@@ -111,10 +116,10 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
                                   fan_in, fan_out, decay, has_bias, step_lr, parallel)
 
 
-# The epoch inlines batch_loss and backward one by one, not this function holding
-# both: numba copies an inlined function's IR block by block, each block with every
-# variable of the function, so the copy grows with blocks x variables (inlining this
-# whole took ~1.9 s of a ~9 s cold compile).
+# The epoch inlines the loss and backward one by one, not this function holding both:
+# numba copies an inlined function's IR block by block, each block with every variable
+# of the function, so the copy grows with blocks x variables (inlining this whole took
+# ~1.9 s of a ~9 s cold compile).
 @jit
 def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, sample_weight, params,
                       layout, cap, activation, output, has_bias, mean, alpha, want_grad, dx,
@@ -124,8 +129,11 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
     dL/dx. Returns the batch loss with its L2 penalty, divided by the normaliser."""
     b = rows.shape[0]
     logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias, parallel)
-    loss, inv_norm = batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight, params,
-                                layout, cap, output, mean, alpha)
+    inv_norm = inverse_normaliser(rows, sample_weight, mean)
+    last = layout.shape[0] - 1
+    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, layout[last, 1],
+                         rows, labels, targets, sample_weight, output, params.dtype.type(inv_norm))
+    loss = with_penalty(total, params, layout, alpha) * inv_norm
     if want_grad or dx.shape[0]:
         backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, has_bias,
                  params.dtype.type(alpha * inv_norm), want_grad, dx, params.dtype.type(0), parallel)
@@ -192,8 +200,12 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
             x, x_off = x_batch, np.int64(0)
         logits = forward(acts, x, x_off, params, layout, batch_size, stop - start, activation,
                          has_bias, parallel)
-        loss, inv_norm = batch_loss(deltas, acts, logits, rows, labels, targets, sample_weight,
-                                    params, layout, batch_size, output, mean, alpha)
+        inv_norm = inverse_normaliser(rows, sample_weight, mean)
+        last = layout.shape[0] - 1
+        total = output_delta(deltas, block_offset(layout, last, batch_size), acts, logits,
+                             rows.shape[0], layout[last, 1], rows, labels, targets, sample_weight,
+                             output, params.dtype.type(inv_norm))
+        loss = with_penalty(total, params, layout, alpha) * inv_norm
         backward(grads, acts, deltas, x, x_off, stop - start, params, layout, batch_size,
                  activation, has_bias, params.dtype.type(alpha * inv_norm), True, no_dx, fused_lr,
                  parallel)
