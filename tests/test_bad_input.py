@@ -145,6 +145,26 @@ def test_bad_X_prediction_methods(MLP, method, case):
     rejects(model, bind(X_METHODS[method], model), match, make(X))
 
 
+@pytest.mark.parametrize("output", ["sigmoid", "identity", "exp"])
+@pytest.mark.parametrize("case", ["NaN", "inf", "-inf"])
+def test_non_finite_X_with_targets(MLP, output, case):
+    # X is reported whatever the targets: valid ones, integer ones (converted to the
+    # model's dtype), and ones that are bad as well
+    model, X, y = trained(MLP, output)
+    make, _, match = BAD_X[case]
+    if output == "sigmoid":
+        y_int = np.array([0, 1, 1, 0, 0, 1])
+        y_bad = y + 1  # outside [0, 1]
+    elif output == "exp":
+        y_int, y_bad = y.astype(np.int64), -y - 1
+    else:
+        y_int, y_bad = (y * 7).astype(np.int64), y.copy()
+        y_bad[0, 0] = np.nan
+    for targets in (y, y_int, y_bad):
+        for method in DATA_METHODS.values():
+            rejects(model, bind(method, model), match, make(X), targets)
+
+
 def test_X_overflowing_float32_is_rejected(MLP):
     # finite in float64 but infinite once converted to the model's float32
     model, X, y = trained(MLP, dtype=np.float32)
