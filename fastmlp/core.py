@@ -28,7 +28,7 @@ import threading
 import numba
 import numpy as np
 
-from fastmlp._base import OPTIMIZERS, OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
+from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import network
 from fastmlp.kernels._config import PARALLEL_MIN_MACS
@@ -164,11 +164,13 @@ class MLP(BaseMLP):
             self._grads = np.empty_like(self.params)
         activation, output = self._codes()
         cast = self.dtype.type
+        adam = s.name == "adam"
+        velocity = self._velocity if not adam and s.momentum != 0 else None
+        adam_m, adam_v = (self._adam_m, self._adam_v) if adam else (None, None)
         arguments = (
-            (self.params, self._grads, self._velocity, self._adam_m, self._adam_v, acts, deltas,
-             x_batch),
+            (self.params, self._grads, velocity, adam_m, adam_v, acts, deltas, x_batch),
             (self._layout, activation, output, self.bias, self.reduction == "mean", batch_size,
-             OPTIMIZERS[s.name], cast(s.lr), cast(s.momentum), s.nesterov, cast(s.beta_1),
+             cast(s.lr), cast(s.momentum), s.nesterov, cast(s.beta_1),
              cast(s.beta_2), cast(s.epsilon), cast(s.alpha)))
         self._kernel_arguments = (batch_size, s, arguments)
         return arguments

@@ -11,8 +11,6 @@ import numpy as np
 
 from ._config import jit
 
-SGD, ADAM = 0, 1
-
 
 @jit
 def sgd_step(params, grads, velocity, lr, momentum, nesterov):
