@@ -42,7 +42,7 @@ HIDDEN_ACTIVATIONS = {"relu": 0, "sigmoid": 1, "logistic": 1, "tanh": 2, "identi
 OUTPUTS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exp": 3}
 OUTPUT_ALIASES = {"linear": "identity", "logistic": "sigmoid"}
 REDUCTIONS = ("mean", "sum")
-OPTIMIZERS = {"sgd": 0, "adam": 1}
+OPTIMIZERS = ("sgd", "adam")  # the kernels tell them apart by their state (network.train_epoch)
 DTYPES = (np.float32, np.float64)
 # Per non-softmax output: the interval its targets must lie in, and the error if they do not
 TARGET_RANGES = {"identity": (-np.inf, np.inf), "sigmoid": (0.0, 1.0), "exp": (0.0, np.inf)}
