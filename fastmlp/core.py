@@ -32,7 +32,7 @@ from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import network
 from fastmlp.kernels._config import PARALLEL_MIN_MACS
-from fastmlp.kernels.shuffle import MAX_POSITION, shuffle_order
+from fastmlp.kernels.shuffle import MAX_POSITION, MT_WORDS, shuffle_order
 
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
 
@@ -91,33 +91,43 @@ def _bit_generator(rng):
 
 
 def _draw_addresses(bit_generator):
-    """(next_uint32, state): the addresses kernels/shuffle.py draws with."""
+    """(next_uint32, state, mt19937): what kernels/shuffle.py draws with. mt19937 is
+    an MT19937's state as an array over the generator's own memory (the array keeps
+    the generator alive), or None for other bit generators."""
     interface = bit_generator.ctypes
-    return ctypes.cast(interface.next_uint32, ctypes.c_void_p).value, interface.state_address
+    mt19937 = None
+    if type(bit_generator) is np.random.MT19937:
+        words = (ctypes.c_uint32 * (MT_WORDS + 1)).from_address(interface.state_address)
+        words.bit_generator = bit_generator
+        mt19937 = np.ctypeslib.as_array(words)
+    return ctypes.cast(interface.next_uint32, ctypes.c_void_p).value, interface.state_address, mt19937
 
 
 @functools.cache
-def _compiled_shuffle_agrees():
-    """Once per process: the compiled shuffle gives NumPy's order and leaves the
+def _compiled_shuffle_agrees(mt19937):
+    """Once per process and kind of draws (MT19937's own, or through the bit
+    generator's function): the compiled shuffle gives NumPy's order and leaves the
     generator where NumPy's shuffle does (tests/test_shuffle.py checks it at length;
-    this guards against a NumPy whose shuffle draws otherwise)."""
-    for make in (np.random.RandomState, np.random.default_rng):
-        ours, numpys = make(20261123), make(20261123)
-        order, expected = np.empty(1000, np.int64), np.arange(1000, dtype=np.int64)
-        shuffle_order(order, True, *_draw_addresses(_bit_generator(ours)))
-        numpys.shuffle(expected)
-        if not (np.array_equal(order, expected) and ours.random() == numpys.random()):
-            return False
-    return True
+    this guards against a NumPy whose shuffle draws otherwise). Only the kind asked
+    for is compiled."""
+    make = np.random.RandomState if mt19937 else np.random.default_rng
+    ours, numpys = make(20261123), make(20261123)
+    order, expected = np.empty(1000, np.int64), np.arange(1000, dtype=np.int64)  # (MT19937: 1000 > 624 draws)
+    shuffle_order(order, True, *_draw_addresses(_bit_generator(ours)))
+    numpys.shuffle(expected)
+    return bool(np.array_equal(order, expected) and ours.random() == numpys.random())
 
 
 def _compiled_draws(rng):
-    """(lock, next_uint32, state) of rng's bit generator for the compiled shuffle;
-    None when the shuffle must be NumPy's."""
+    """(lock, next_uint32, state, mt19937) of rng's bit generator for the compiled
+    shuffle (see _draw_addresses); None when the shuffle must be NumPy's."""
     bit_generator = _bit_generator(rng)
-    if bit_generator is None or not _compiled_shuffle_agrees():
+    if bit_generator is None:
         return None
-    return (bit_generator.lock, *_draw_addresses(bit_generator))
+    addresses = _draw_addresses(bit_generator)
+    if not _compiled_shuffle_agrees(addresses[2] is not None):
+        return None
+    return (bit_generator.lock, *addresses)
 
 
 class MLP(BaseMLP):
@@ -185,12 +195,12 @@ class MLP(BaseMLP):
         draws = kept[1]
         if not shuffle or draws is None or n - 1 > MAX_POSITION:
             return super()._next_order(order, n, shuffle)
-        lock, next_uint32, state = draws
+        lock, *addresses = draws
         restart = order is None
         if restart:
             order = np.empty(n, np.int64)
         with lock:  # as NumPy's shuffle: one thread draws from a generator at a time
-            shuffle_order(order, restart, next_uint32, state)
+            shuffle_order(order, restart, *addresses)
         return order
 
     def _forward_rows(self, X):

@@ -55,6 +55,19 @@ def test_order_is_a_permutation_of_the_given_order():
     assert sorted(order) == [1, 2, 5, 7, 7, 9]
 
 
+def test_mt19937_draws_keep_their_generator_alive():
+    """The MT19937 state is drawn from in place, through an array over the generator's
+    memory: the array alone must keep the generator (and so that memory) alive."""
+    import gc
+    draws = _draws(np.random.RandomState(11))  # no other reference to this generator
+    gc.collect()
+    churn = [np.random.RandomState(i) for i in range(50)]  # would reuse freed memory
+    order, expected = np.empty(2000, np.int64), np.arange(2000, dtype=np.int64)
+    shuffle_order(order, True, *draws)
+    np.random.RandomState(11).shuffle(expected)
+    assert np.array_equal(order, expected) and len(churn) == 50
+
+
 def test_model_draws_what_the_reference_draws():
     """fastmlp.MLP shuffles with the kernel, the reference with NumPy: their epochs
     see the same orders, and both generators end in the same state."""
