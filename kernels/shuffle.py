@@ -12,10 +12,11 @@ in the state NumPy's shuffle leaves it in and the order is NumPy's to the last
 element (tests/test_shuffle.py checks both against NumPy for every kind of
 generator, and fastmlp/core.py checks once per process that they agree before
 using this). The draws come from
-- MT19937 (RandomState's, so scikit-learn's and fastmlp's default): its
-  generator written out here, over the generator's own state in place, with the
-  position in a register and the state's renewal in loops that vectorise: the
-  compiled shuffle of 303 rows 3.1 -> 2.6 us, side by side;
+- MT19937 (RandomState's, so scikit-learn's and fastmlp's default): its words
+  read and tempered here, over the generator's own state in place, with the
+  position in a register; NumPy's function draws only when the words are used
+  up, and renews them. The compiled shuffle of 303 rows: 3.1-3.2 -> 2.5-2.7 us,
+  side by side;
 - any other bit generator: its own C function (`next_uint32` in its ctypes
   interface), called through its address with its state's address.
 
@@ -59,41 +60,21 @@ def next_uint32(typingctx, function, state):
     return sig, codegen
 
 
-# MT19937's constants (Matsumoto and Nishimura 1998, as NumPy's mt19937.c)
-MT_WORDS, MT_SHIFT = 624, 397
-MT_MATRIX, MT_UPPER, MT_LOWER = np.uint64(0x9908B0DF), np.uint64(0x80000000), np.uint64(0x7FFFFFFF)
-MT_WORD = np.uint64(0xFFFFFFFF)
-
-
-@jit(inline="always")
-def mt19937_word(key, i, next_i, far_i):
-    """Word i of an MT19937's next state, from words i and next_i of this one and
-    far_i of the new one being written."""
-    y = (np.uint64(key[i]) & MT_UPPER) | (np.uint64(key[next_i]) & MT_LOWER)
-    odd = (np.uint64(0) - (y & np.uint64(1))) & MT_MATRIX  # MT_MATRIX if y is odd, with no branch
-    return np.uint32(np.uint64(key[far_i]) ^ (y >> np.uint64(1)) ^ odd)
-
-
-@jit
-def mt19937_twist(key):
-    """The next 624 words of an MT19937's state, in place. In three loops, as NumPy's
-    mt19937_gen, with no wraparound in the indices: 0.84 -> 0.24 us a call."""
-    for i in range(MT_WORDS - MT_SHIFT):
-        key[i] = mt19937_word(key, i, i + 1, i + MT_SHIFT)
-    for i in range(MT_WORDS - MT_SHIFT, MT_WORDS - 1):
-        key[i] = mt19937_word(key, i, i + 1, i + MT_SHIFT - MT_WORDS)
-    key[MT_WORDS - 1] = mt19937_word(key, MT_WORDS - 1, 0, MT_SHIFT - 1)
+# MT19937's words in its state, and its tempering constants (Matsumoto and Nishimura
+# 1998, as NumPy's mt19937.c), unsigned so that the arithmetic on the state's uint32
+# words stays unsigned
+MT_WORDS = 624
+MT_TEMPER_B, MT_TEMPER_C = np.uint64(0x9D2C5680), np.uint64(0xEFC60000)
+U7, U11, U15, U18 = (np.uint64(k) for k in (7, 11, 15, 18))
 
 
 @jit(inline="always")
 def mt19937_temper(word):
-    """An MT19937 draw from its state's word."""
-    y = np.uint64(word)
-    y ^= y >> np.uint64(11)
-    y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
-    y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
-    y ^= y >> np.uint64(18)
-    return np.uint32(y & MT_WORD)
+    """An MT19937 draw (32 bits, as uint64) from its state's word (uint32)."""
+    y = word ^ (word >> U11)
+    y ^= (y << U7) & MT_TEMPER_B
+    y ^= (y << U15) & MT_TEMPER_C
+    return y ^ (y >> U18)
 
 
 @jit
@@ -117,12 +98,13 @@ def shuffle_order(order, restart, function, state, mt19937):
         while True:
             if mt19937 is None:  # (a plain `is None` test: numba drops the other branch)
                 value = next_uint32(function, state) & mask
-            else:
-                if position >= MT_WORDS:
-                    mt19937_twist(mt19937)
-                    position = 0
-                value = mt19937_temper(mt19937[position]) & mask
+            elif position < MT_WORDS:
+                value = mt19937_temper(mt19937[position]) & mask  # (< 2**32: mask is)
                 position += 1
+            else:  # the state's words are used up: NumPy's own draw renews them (in C)
+                mt19937[MT_WORDS] = position
+                value = next_uint32(function, state) & mask
+                position = np.int64(mt19937[MT_WORDS])
             if value <= top:
                 break
         j = np.int64(value)
