@@ -104,13 +104,13 @@ def _draw_addresses(bit_generator):
 
 
 @functools.cache
-def _compiled_shuffle_agrees(mt19937):
-    """Once per process and kind of draws (MT19937's own, or through the bit
-    generator's function): the compiled shuffle gives NumPy's order and leaves the
-    generator where NumPy's shuffle does (tests/test_shuffle.py checks it at length;
-    this guards against a NumPy whose shuffle draws otherwise). Only the kind asked
-    for is compiled."""
-    make = np.random.RandomState if mt19937 else np.random.default_rng
+def _compiled_shuffle_agrees(reads_mt19937):
+    """Once per process and kind of draws (MT19937's words read in the kernel, or
+    draws through the bit generator's function): the compiled shuffle gives NumPy's
+    order and leaves the generator where NumPy's shuffle does (tests/test_shuffle.py
+    checks it at length; this guards against a NumPy whose shuffle draws otherwise).
+    Only the kind asked for is compiled."""
+    make = np.random.RandomState if reads_mt19937 else np.random.default_rng
     ours, numpys = make(20261123), make(20261123)
     order, expected = np.empty(1000, np.int64), np.arange(1000, dtype=np.int64)  # (MT19937: 1000 > 624 draws)
     shuffle_order(order, True, *_draw_addresses(_bit_generator(ours)))

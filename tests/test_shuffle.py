@@ -1,5 +1,6 @@
 """The compiled shuffle (kernels/shuffle.py) against NumPy's own shuffle: the same
 order and the generator left in the same state, for every kind of generator."""
+import gc
 import pickle
 
 import numpy as np
@@ -58,7 +59,6 @@ def test_order_is_a_permutation_of_the_given_order():
 def test_mt19937_draws_keep_their_generator_alive():
     """The MT19937 state is drawn from in place, through an array over the generator's
     memory: the array alone must keep the generator (and so that memory) alive."""
-    import gc
     draws = _draws(np.random.RandomState(11))  # no other reference to this generator
     gc.collect()
     churn = [np.random.RandomState(i) for i in range(50)]  # would reuse freed memory
