@@ -8,8 +8,8 @@ Legend:  b  rows in the batch,  k  output units,  n  rows in the whole data set
     D (b, k) at d_off   output deltas (flat buffer)
     z[start:start + k]  one row of logits, for output_row
     rows (b,)           which data rows the batch holds (indices into the three below)
-    labels (n,)         softmax class indices (empty for other outputs)
-    targets (n, k)      sigmoid/identity/exp targets (empty for softmax)
+    labels (n,)         softmax class indices, for softmax_delta
+    targets (n, k)      sigmoid/identity/exp targets, for target_delta
     weights (n,)        sample weights (empty: every weight is 1)
 
 Losses, per row (canonical link, so delta = out - y for each):
@@ -104,22 +104,13 @@ def softmax_exp(z, first, stop):
 
 
 @jit(inline="always")
-def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, output, scale):
-    """Outputs over Z, deltas into D; returns the weighted sum of the rows' losses."""
+def softmax_delta(D, d_off, Z, z_off, b, k, rows, labels, weights, scale):
+    """Softmax outputs over Z, deltas into D; returns the weighted sum of the rows'
+    cross-entropy losses."""
     total = 0.0
     n_out = index(k)
-    in_block = output == SIGMOID and b * k >= SIGMOID_BLOCK_MIN
+    in_block = k >= 2 and b >= SOFTMAX_BLOCK_MIN
     if in_block:
-        # each output's loss term into D, in two passes: the term of the logit and the
-        # target while Z holds the logits, then the log term, as the outputs replace them
-        for r in range(b):
-            i = rows[r]
-            z, d = index(z_off + r * k), index(d_off + r * k)
-            for j in range(n_out):
-                D[d + j] = max(Z[z + j], 0.0) - Z[z + j] * targets[i, j]
-        sigmoid_block(Z, z_off, D, d_off, b * k)
-    softmax_in_block = output == SOFTMAX and k >= 2 and b >= SOFTMAX_BLOCK_MIN
-    if softmax_in_block:
         # each row less its max; the max and the label's logit wait in the row's deltas
         # (k >= 2 of them, free until written below); then one exp over the block
         for r in range(b):
@@ -136,22 +127,43 @@ def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, outpu
         i = rows[r]
         w = weights[i] if weights.shape[0] else 1.0
         z, d = index(z_off + r * k), index(d_off + r * k)
-        if output == SOFTMAX:
-            label = index(labels[i])
-            if softmax_in_block:
-                top, logit = D[d], D[d + index(1)]
-                exp_sum = 0.0
-                for j in range(n_out):
-                    exp_sum += Z[z + j]
-            else:
-                logit = Z[z + label]
-                top, exp_sum = softmax_exp(Z, z, z + n_out)
-            for j in range(n_out):  # output_row's division and the deltas in one pass
-                Z[z + j] /= exp_sum
-                D[d + j] = w * scale * Z[z + j]
-            D[d + label] -= w * scale
-            total += w * (top + np.log(exp_sum) - logit)
-            continue
+        label = index(labels[i])
+        if in_block:
+            top, logit = D[d], D[d + index(1)]
+            exp_sum = 0.0
+            for j in range(n_out):
+                exp_sum += Z[z + j]
+        else:
+            logit = Z[z + label]
+            top, exp_sum = softmax_exp(Z, z, z + n_out)
+        for j in range(n_out):  # output_row's division and the deltas in one pass
+            Z[z + j] /= exp_sum
+            D[d + j] = w * scale * Z[z + j]
+        D[d + label] -= w * scale
+        total += w * (top + np.log(exp_sum) - logit)
+    return total
+
+
+@jit(inline="always")
+def target_delta(D, d_off, Z, z_off, b, k, rows, targets, weights, output, scale):
+    """Identity, sigmoid or exp outputs over Z, deltas into D; returns the weighted sum
+    of the rows' losses."""
+    total = 0.0
+    n_out = index(k)
+    in_block = output == SIGMOID and b * k >= SIGMOID_BLOCK_MIN
+    if in_block:
+        # each output's loss term into D, in two passes: the term of the logit and the
+        # target while Z holds the logits, then the log term, as the outputs replace them
+        for r in range(b):
+            i = rows[r]
+            z, d = index(z_off + r * k), index(d_off + r * k)
+            for j in range(n_out):
+                D[d + j] = max(Z[z + j], 0.0) - Z[z + j] * targets[i, j]
+        sigmoid_block(Z, z_off, D, d_off, b * k)
+    for r in range(b):
+        i = rows[r]
+        w = weights[i] if weights.shape[0] else 1.0
+        z, d = index(z_off + r * k), index(d_off + r * k)
         row_loss = 0.0
         if in_block:  # the loss terms are in D: read each before its delta replaces it
             for j in range(n_out):
@@ -171,8 +183,9 @@ def output_delta(D, d_off, Z, z_off, b, k, rows, labels, targets, weights, outpu
                     row_loss += yj * np.log(yj)
             else:
                 row_loss += 0.5 * (zj - yj) ** 2
-        if output != SIGMOID:
-            output_row(Z, z, k, output)
+        if output == EXP:  # (identity: the logits are the outputs)
+            for j in range(n_out):
+                Z[z + j] = np.exp(Z[z + j])
         for j in range(n_out):
             D[d + j] = w * scale * (Z[z + j] - targets[i, j])
         total += w * row_loss

@@ -8,7 +8,7 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
                               the layers before l); a batch of b rows uses its first b rows
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
     X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
-    targets (n, k)            as in losses.py
+    labels (n,), targets (n, k)  as in losses.py; the one the output does not use is None
     parallel                  None: serial kernels only, same results (see dense.product)
 
 One compiled call runs a whole epoch: for each mini-batch, gather (a batch of
@@ -25,7 +25,7 @@ from ._config import CHUNKS, PARALLEL_MIN_MACS, PREFETCH_ROWS_AHEAD, jit, parall
 from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .dense import dense_backward_input, dense_backward_params, dense_forward
-from .losses import output_delta, output_row
+from .losses import output_row, softmax_delta, target_delta
 from .optimizers import adam_step, sgd_step
 
 
@@ -63,12 +63,14 @@ def l2_penalty(params, layout):
     return 0.5 * total
 
 
-# The loss of a batch is inverse_normaliser, output_delta and with_penalty, each inlined
-# where it is used, with no function around the three: numba copies an inlined function's
-# IR block by block, each block with every variable of the function (numba issue 8989),
-# so a wrapper inlined in its turn copied output_delta's IR twice over (13-8-10, cold
-# compile: inlining 1.9-2.2 -> 1.4-1.5 s, first fit 8.7-10.4 -> 8.1-9.3 s, alternating
-# processes).
+# The loss of a batch is inverse_normaliser, softmax_delta or target_delta, and
+# with_penalty, each inlined where it is used, with no function around them: numba copies
+# an inlined function's IR block by block, each block with every variable of the function
+# (numba issue 8989), so a wrapper inlined in its turn copied the loss's IR twice over
+# (13-8-10, cold compile: inlining 1.9-2.2 -> 1.4-1.5 s, first fit 8.7-10.4 -> 8.1-9.3 s,
+# alternating processes). The choice between the two losses is written out in each
+# caller, not in a function of its own: numba drops a branch that a None argument rules
+# out only in the function that takes the argument (and before it inlines).
 @jit(inline="always")
 def inverse_normaliser(rows, sample_weight, mean):
     """1 / the batch's normaliser (the rows' weight for mean, else 1); 0 for a batch
@@ -131,8 +133,13 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
     logits = forward(acts, x, x_off, params, layout, cap, b, activation, has_bias, parallel)
     inv_norm = inverse_normaliser(rows, sample_weight, mean)
     last = layout.shape[0] - 1
-    total = output_delta(deltas, block_offset(layout, last, cap), acts, logits, b, layout[last, 1],
-                         rows, labels, targets, sample_weight, output, params.dtype.type(inv_norm))
+    d_last, k, scale = block_offset(layout, last, cap), layout[last, 1], params.dtype.type(inv_norm)
+    total = 0.0
+    if labels is not None:  # softmax; only one of the two compiles (see train_epoch)
+        total = softmax_delta(deltas, d_last, acts, logits, b, k, rows, labels, sample_weight, scale)
+    if targets is not None:
+        total = target_delta(deltas, d_last, acts, logits, b, k, rows, targets, sample_weight, output,
+                             scale)
     loss = with_penalty(total, params, layout, alpha) * inv_norm
     if want_grad or dx.shape[0]:
         backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, has_bias,
@@ -186,7 +193,9 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     with momentum, each None when unused (so plain SGD has all three None). numba drops
     the branches a None rules out, so a cold compile builds only the step it runs
     (13-8-10: train_epoch 7.1-8.2 -> 6.9-7.2 s, alternating processes), and each
-    optimizer has its own compiled epoch."""
+    optimizer has its own compiled epoch. Likewise the loss: labels is None for
+    outputs other than softmax, targets None for softmax, and an epoch compiles only
+    its own (a 13-8-10 softmax model's cold compile 9.7-10.1 -> 7.4-7.8 s)."""
     n = order.shape[0]
     n_in = layout[0, 0]
     no_dx = x_batch[:0]
@@ -210,9 +219,15 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
                          has_bias, parallel)
         inv_norm = inverse_normaliser(rows, sample_weight, mean)
         last = layout.shape[0] - 1
-        total = output_delta(deltas, block_offset(layout, last, batch_size), acts, logits,
-                             rows.shape[0], layout[last, 1], rows, labels, targets, sample_weight,
-                             output, params.dtype.type(inv_norm))
+        d_last, k, b = block_offset(layout, last, batch_size), layout[last, 1], stop - start
+        scale = params.dtype.type(inv_norm)
+        total = 0.0
+        if labels is not None:  # softmax; only one of the two compiles (see the docstring)
+            total = softmax_delta(deltas, d_last, acts, logits, b, k, rows, labels, sample_weight,
+                                  scale)
+        if targets is not None:
+            total = target_delta(deltas, d_last, acts, logits, b, k, rows, targets, sample_weight,
+                                 output, scale)
         loss = with_penalty(total, params, layout, alpha) * inv_norm
         backward(grads, acts, deltas, x, x_off, stop - start, params, layout, batch_size,
                  activation, has_bias, params.dtype.type(alpha * inv_norm), True, no_dx, fused_lr,
