@@ -3,9 +3,9 @@ so the BLAS they call must run single-threaded.
 
 Left to itself, OpenBLAS splits a product across threads by their number, which
 changes the result's last bits and, under fastmlp's own parallel chunks,
-oversubscribes the cores. The kernels' BLAS is normally fastmlp's own copy of
-OpenBLAS (kernels/_blas.py), set to one thread when it loads. Without the
-scipy-openblas32 wheel they call SciPy's, and the first time a kernel runs,
+oversubscribes the cores. The kernels' BLAS is normally fastmlp's own two
+instances of OpenBLAS (kernels/_openblas.py), set to one thread when they load.
+Without the scipy-openblas wheels they call SciPy's, and the first time a kernel runs,
 SciPy's BLAS library is set to one thread (NumPy's, a separate library in pip
 installs, is left alone). That setting is process-wide: SciPy's own linear
 algebra in the same process runs single-threaded afterwards.
@@ -16,10 +16,11 @@ import threading
 
 import numba
 
-from fastmlp.kernels import _blas
+from fastmlp.kernels import _openblas
 
 _lock = threading.Lock()
-_done = _blas.SOURCE != "scipy"  # fastmlp's own OpenBLAS is set to one thread as it loads
+# fastmlp's own OpenBLAS instances are set to one thread as they load
+_done = all(source != "scipy" for source, _, _ in _openblas.GEMM.values())
 
 
 def _scipy_blas_controllers():

@@ -2,15 +2,18 @@
 
 numba checks a cached function against its own source file only: when a helper
 it calls from another kernel file changes, the stale machine code is loaded
-anyway (numba issue 1833), and it can even fail to link. So on import a digest
-of every kernel source is compared with a stamp kept beside the cache; when
-they differ (an edit, an upgrade), this folder's cache files are removed and
-numba compiles afresh.
+anyway (numba issue 1833), and it can even fail to link. Nor does it know which
+BLAS library a product calls, with how wide integers (_openblas.py). So on import
+a digest of every kernel source and of that choice is compared with a stamp kept
+beside the cache; when they differ (an edit, an upgrade, a wheel installed or
+removed), this folder's cache files are removed and numba compiles afresh.
 """
 import hashlib
 import os
 
 from numba.core import caching
+
+from ._openblas import CONFIGURATION
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STAMP = "fastmlp-kernels.stamp"
@@ -26,6 +29,7 @@ def source_digest():
         digest.update(module.encode())
         with open(os.path.join(HERE, module + ".py"), "rb") as f:
             digest.update(f.read())
+    digest.update(CONFIGURATION.encode())
     return digest.hexdigest()
 
 

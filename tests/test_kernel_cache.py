@@ -46,3 +46,12 @@ def test_an_epoch_compiles_only_its_outputs_loss(tmp_path):
     assert "network.train_epoch" in softmax and "network.train_epoch" in sigmoid
     assert "losses.exp_block" in softmax and "losses.sigmoid_block" not in softmax
     assert "losses.sigmoid_block" in sigmoid and "losses.exp_block" not in sigmoid
+
+
+def test_the_stamp_covers_which_blas_library_the_products_call(monkeypatch):
+    # compiled products call a library by name with 32- or 64-bit integers
+    # (kernels/_openblas.py): code compiled for another choice must not load
+    from fastmlp.kernels import _cache
+    digest = _cache.source_digest()
+    monkeypatch.setattr(_cache, "CONFIGURATION", "small:scipy:32 large:scipy:32")
+    assert _cache.source_digest() != digest

@@ -67,12 +67,13 @@ def test_fresh_processes_with_different_thread_settings_agree():
 
 
 def test_blas_under_the_kernels_is_single_threaded_and_scipys_is_left_alone():
-    # (SciPy's BLAS under the kernels, without the scipy-openblas32 wheel: test_blas.py)
+    # (SciPy's BLAS under the kernels, without the scipy-openblas wheels: test_blas.py)
     from fastmlp._threads import _scipy_blas_controllers
-    from fastmlp.kernels import _blas
+    from fastmlp.kernels import _openblas
     scipy_threads = [c.num_threads for c in _scipy_blas_controllers()]
     fastmlp.MLP([3, 2]).forward(np.ones((1, 3)))
-    assert _blas.OPENBLAS.scipy_openblas_get_num_threads() == 1
+    assert _openblas.SMALL.scipy_openblas_get_num_threads() == 1
+    assert _openblas.LARGE.scipy_openblas_get_num_threads64_() == 1
     assert [c.num_threads for c in _scipy_blas_controllers()] == scipy_threads
 
 
