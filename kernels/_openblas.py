@@ -114,14 +114,16 @@ def _gemm(name, large):
     """(source, address, integer bits) of `name` ('dgemm', 'sgemm') for small or large
     products: without the 64-bit wheel the large ones go where the small ones do."""
     if large and LARGE is not None:
-        return "scipy-openblas64", ctypes.cast(_function(LARGE, name, "_64_"), ctypes.c_void_p).value, 64
-    if SMALL is not None:
-        return "scipy-openblas32", ctypes.cast(_function(SMALL, name, "_"), ctypes.c_void_p).value, 32
-    from numba.extending import get_cython_function_address
-    return "scipy", get_cython_function_address("scipy.linalg.cython_blas", name), 32
+        source, function, bits = "scipy-openblas64", _function(LARGE, name, "_64_"), 64
+    elif SMALL is not None:
+        source, function, bits = "scipy-openblas32", _function(SMALL, name, "_"), 32
+    else:
+        from numba.extending import get_cython_function_address
+        return "scipy", get_cython_function_address("scipy.linalg.cython_blas", name), 32
+    return source, ctypes.cast(function, ctypes.c_void_p).value, bits
 
 
 # (name, large) -> (source, address, integer bits)
 GEMM = {(name, large): _gemm(name, large) for name in ("dgemm", "sgemm") for large in (False, True)}
-CONFIGURATION = " ".join(f"{'large' if large else 'small'}:{GEMM[name, large][0]}:{GEMM[name, large][2]}"
-                         for name, large in GEMM if name == "dgemm")
+CONFIGURATION = " ".join(f"{'large' if large else 'small'}:{source}:{bits}"
+                         for (name, large), (source, _, bits) in GEMM.items() if name == "dgemm")

@@ -1,6 +1,5 @@
 """Results are bitwise identical for any thread count: large layers split into
 fixed chunks (not by thread count) and the BLAS under them runs single-threaded."""
-import hashlib
 import os
 import subprocess
 import sys
