@@ -172,3 +172,22 @@ def test_scaling_option_needs_two_threads_or_more(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--workload", "tiny", "--scaling"])
     assert "--threads 2 or more" in capsys.readouterr().err
+
+
+ASV_SUITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "asv_benchmarks")
+
+
+def test_asv_suite_leaves_fastmlp_to_each_benchmark_process():
+    """asv forks every benchmark from a process that imported the suite; fastmlp starts
+    numba's threads as it loads, and a child forked after that runs the serial kernels
+    only (under numba's omp layer). So importing the suite must not import fastmlp,
+    and each benchmark's own import must find it."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from benchmarks import common, training\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'fastmlp'))\n"
+              "print(common.bench().__name__, common.get_case('mnist-b128-n6000').n)\n"
+              "print(sorted(name for name in vars(training) if name.endswith('Scaling')))")
+    out = subprocess.run([sys.executable, "-c", script, ASV_SUITE], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[]", "fastmlp.bench 6000", "['ThreadScaling']"]

@@ -3,15 +3,12 @@
 The measuring code is `fastmlp.bench`, the module behind `python -m fastmlp.bench`,
 so asv and the command time the same models on the same synthetic data. asv imports
 this suite before it knows whether the benchmarked commit has `fastmlp.bench`, so the
-import is guarded and the grid is spelled out here; a commit without it is skipped.
+grid is spelled out here and a commit without it is skipped.
 """
 
 import importlib.util
 
-try:
-    from fastmlp import bench
-except ImportError:  # a commit from before fastmlp/bench.py
-    bench = None
+import numba  # noqa: F401  (imported once here, for every benchmark's process: ~0.3 s)
 
 # asv.conf.json picks the "forkserver" launch method: asv imports this suite once and
 # forks a process per benchmark from it. Importing the optional peers here lets every
@@ -25,6 +22,13 @@ if importlib.util.find_spec("torch"):
 
     # PyTorch imports torch._dynamo (about 4 s) when the first optimizer is made
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+# fastmlp itself is imported by each benchmark's process (bench(), ~0.1 s), never
+# here: it starts numba's threads as it loads, and under numba's omp layer (GNU
+# OpenMP, which does not survive fork) a process forked after that runs fastmlp's
+# serial kernels only. Imported here, fastmlp would run at one thread in every
+# benchmark while NumPy and PyTorch used the run's threads (measured: mnist 106k
+# against 196k samples/s at 2 threads).
 
 # asv name -> (workload label in fastmlp.bench, number of samples or None for its own).
 # mnist and deep are subsampled so one epoch of the slowest implementation stays under
@@ -42,24 +46,28 @@ DTYPES = ["float64", "float32"]
 IMPLEMENTATIONS = ["fastmlp", "reference", "sklearn", "torch"]
 
 
+def bench():
+    """fastmlp.bench, imported in the calling benchmark's process (see above). A commit
+    from before it raises NotImplementedError, which asv reports as skipped."""
+    try:
+        from fastmlp import bench as module
+    except ImportError:
+        raise NotImplementedError("this commit has no fastmlp.bench") from None
+    return module
+
+
 def get_case(workload):
     name, n = WORKLOADS[workload]
-    return bench.get_cases([name], n=n)[0]
-
-
-def skip_unless_bench():
-    # asv reports a benchmark whose setup raises NotImplementedError as skipped
-    if bench is None:
-        raise NotImplementedError("this commit has no fastmlp.bench")
+    return bench().get_cases([name], n=n)[0]
 
 
 def warm_trainer(impl, workload, dtype):
     """A trainer that has run one epoch (numba compiled or loaded from its cache,
     scikit-learn's weights initialised); skipped when `impl` cannot run here."""
-    skip_unless_bench()
+    module = bench()
     try:
-        trainer = bench.make_trainer(impl, get_case(workload), dtype)
-    except bench.Unavailable as e:
+        trainer = module.make_trainer(impl, get_case(workload), dtype)
+    except module.Unavailable as e:
         raise NotImplementedError(str(e)) from None
     trainer.epoch()
     return trainer

@@ -1,6 +1,8 @@
 """Training and prediction speed: fastmlp, its NumPy twin, scikit-learn, PyTorch."""
 
-from .common import DTYPES, WORKLOADS, Benchmark, bench, get_case, skip_unless_bench, warm_trainer
+import numba
+
+from .common import DTYPES, WORKLOADS, Benchmark, bench, get_case, warm_trainer
 
 # Epochs whose best time the track_ benchmarks report (after setup's warm-up epoch).
 REPEAT = 3
@@ -25,14 +27,16 @@ class Throughput(Benchmark):
 
     def setup_cache(self):
         # Measured once per asv run, in the run's thread settings, for both dtypes.
-        if bench is None:
+        try:
+            module = bench()
+        except NotImplementedError:
             return {}  # setup skips every benchmark of the class
-        return {dtype: bench.gemm_peak_gflops(dtype) for dtype in DTYPES}
+        return {dtype: module.gemm_peak_gflops(dtype) for dtype in DTYPES}
 
     def setup(self, peaks, workload, dtype, impl):
         self.case = get_case(workload)
         trainer = warm_trainer(impl, workload, dtype)
-        self.samples_per_s = self.case.n / bench.time_epochs(trainer, REPEAT, warm_up=False)
+        self.samples_per_s = self.case.n / bench().time_epochs(trainer, REPEAT, warm_up=False)
 
     def track_samples_per_second(self, peaks, workload, dtype, impl):
         return self.samples_per_s
@@ -40,7 +44,7 @@ class Throughput(Benchmark):
     track_samples_per_second.unit = "samples/s"
 
     def track_fraction_of_gemm_peak(self, peaks, workload, dtype, impl):
-        gflops = bench.flop_per_sample(self.case.layers) * self.samples_per_s / 1e9
+        gflops = bench().flop_per_sample(self.case.layers) * self.samples_per_s / 1e9
         return gflops / peaks[dtype]
 
     track_fraction_of_gemm_peak.unit = "fraction"
@@ -54,10 +58,10 @@ class GemmPeak(Benchmark):
     param_names = ("dtype",)
 
     def setup(self, dtype):
-        skip_unless_bench()
+        bench()
 
     def track_gemm_peak_gflops(self, dtype):
-        return bench.gemm_peak_gflops(dtype)
+        return bench().gemm_peak_gflops(dtype)
 
     track_gemm_peak_gflops.unit = "GFLOP/s"
 
@@ -72,7 +76,7 @@ class Speedup(Benchmark):
         seconds = {}
         for impl in ("fastmlp", "reference"):
             trainer = warm_trainer(impl, workload, dtype)
-            seconds[impl] = bench.time_epochs(trainer, REPEAT, warm_up=False)
+            seconds[impl] = bench().time_epochs(trainer, REPEAT, warm_up=False)
         self.speedup = seconds["reference"] / seconds["fastmlp"]
 
     def track_speedup_vs_reference(self, workload, dtype):
@@ -89,13 +93,34 @@ class FirstFit(Benchmark):
     param_names = ("workload", "dtype")
 
     def setup(self, workload, dtype):
-        skip_unless_bench()
-        reason = bench.unavailable_reason("fastmlp")
+        reason = bench().unavailable_reason("fastmlp")
         if reason:
             raise NotImplementedError(reason)
 
     def track_first_fit_seconds(self, workload, dtype):
-        return bench.first_fit_seconds(get_case(workload), dtype, "fastmlp")
+        return bench().first_fit_seconds(get_case(workload), dtype, "fastmlp")
 
     track_first_fit_seconds.unit = "seconds"
 
+
+
+class ThreadScaling(Benchmark):
+    """fastmlp's samples/s at 2 threads over its samples/s at 1, one model's epochs taking
+    turns at each (`python -m fastmlp.bench --scaling`): the parallel kernels' gain on the
+    workloads large enough to run them."""
+
+    params = (["mnist-b128-n6000", "deep-b256-n2560"], DTYPES)
+    param_names = ("workload", "dtype")
+
+    def setup(self, workload, dtype):
+        module = bench()
+        if not hasattr(module, "thread_scaling"):
+            raise NotImplementedError("this commit's fastmlp.bench has no thread_scaling")
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            raise NotImplementedError("numba runs 1 thread here (NUMBA_NUM_THREADS)")
+        self.scaling = module.thread_scaling(get_case(workload), dtype, 2, REPEAT)["scaling"]
+
+    def track_two_thread_speedup(self, workload, dtype):
+        return self.scaling
+
+    track_two_thread_speedup.unit = "x"
