@@ -15,8 +15,10 @@ kernels (seconds of compile time) nor pay their thread launches. And:
 - numba's workqueue threading layer aborts the process when parallel kernels
   are entered from two Python threads at once, so there they take a lock (also
   the first time, before numba has chosen its layer);
-- a child forked after the parent ran them under the omp layer (GNU OpenMP)
-  would be killed by numba on entering them, so there the serial variant runs.
+- numba stops a child that enters a parallel region under the omp layer (GNU
+  OpenMP, which does not survive fork) once its parent has started that layer,
+  and fastmlp starts it as it loads (kernels/_config.py): a child forked after
+  `import fastmlp` runs the serial variant.
 """
 
 import contextlib

@@ -195,20 +195,10 @@ def test_workqueue_layer_survives_concurrent_parallel_kernels():
     assert result == {"layer": "workqueue", "same": True}
 
 
-FORK_SCRIPT = textwrap.dedent("""
-    import json, multiprocessing, os, sys
-    import numpy as np
-    import numba, fastmlp
-
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(600, 784)), rng.integers(0, 10, 600)
-    model = fastmlp.MLP([784, 128, 10], random_state=0).fit(X, y, epochs=1, batch_size=128)
-    small = fastmlp.MLP([20, 8, 3], random_state=0)
-    parent_out = model.forward(X)
-    result = {"layer": numba.threading_layer(), "parent_loss": model.loss(X, y)}
-
+# a fork script's helper (needs json and os): task() in a forked child, its answer
+# reported through a pipe; a child that dies never takes the parent with it
+IN_CHILD = textwrap.dedent("""
     def in_child(task):
-        # runs in a forked child: report through a pipe, never crash the parent
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -228,6 +218,19 @@ FORK_SCRIPT = textwrap.dedent("""
             chunks.append(chunk)
         _, status = os.waitpid(pid, 0)
         return {"status": status, "answer": json.loads(b"".join(chunks) or b"null")}
+""")
+
+FORK_SCRIPT = IN_CHILD + textwrap.dedent("""
+    import json, multiprocessing, os, sys
+    import numpy as np
+    import numba, fastmlp
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(600, 784)), rng.integers(0, 10, 600)
+    model = fastmlp.MLP([784, 128, 10], random_state=0).fit(X, y, epochs=1, batch_size=128)
+    small = fastmlp.MLP([20, 8, 3], random_state=0)
+    parent_out = model.forward(X)
+    result = {"layer": numba.threading_layer(), "parent_loss": model.loss(X, y)}
 
     def predict():
         out = model.forward(X)
@@ -298,6 +301,41 @@ def test_forked_child_trains_large_models_with_the_serial_kernels(fork_results):
         assert r["train_large"]["answer"] == {"trained": True, "finite": True}, (layer, r)
         assert r["loss_large"]["answer"]["loss"] == r["parent_loss"], (layer, r)
 
+
+
+CLEAN_PARENT_SCRIPT = IN_CHILD + textwrap.dedent("""
+    import hashlib, json, os
+    import numpy as np
+    import numba  # but not fastmlp: the children import it
+
+    def fit(threads):
+        import fastmlp
+        from fastmlp import core
+
+        fastmlp.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(600, 784)), rng.integers(0, 10, 600)
+        model = fastmlp.MLP([784, 128, 10], random_state=0).fit(X, y, epochs=1, batch_size=128)
+        return {"parallel": core._kernel_mode(128 * 784 * 128)[1] is True,
+                "params": hashlib.sha256(model.params.tobytes()).hexdigest()}
+
+    print(json.dumps({threads: in_child(lambda: fit(threads)) for threads in (2, 1)}))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs fork and 2 threads")
+def test_child_forked_before_fastmlp_is_imported_runs_the_parallel_kernels():
+    """A child that imports fastmlp itself starts numba's threads itself, so it may run
+    the parallel kernels (the asv suite forks its benchmarks so): they run, and give the
+    serial kernels' bits."""
+    out = subprocess.run([sys.executable, "-c", CLEAN_PARENT_SCRIPT], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    two, one = json.loads(out.stdout).values()
+    assert two["status"] == 0 and one["status"] == 0, (two, one)  # not killed
+    assert two["answer"]["parallel"] is True and one["answer"]["parallel"] is False, (two, one)
+    assert two["answer"]["params"] == one["answer"]["params"]
 
 CACHE_STEPS = [  # three processes sharing one fresh kernel cache
     "fastmlp.MLP([4, 5, 3], 'tanh', random_state=0).loss(np.zeros((2, 4)), [0, 1])",
