@@ -174,7 +174,8 @@ def test_scaling_option_needs_two_threads_or_more(capsys):
     assert "--threads 2 or more" in capsys.readouterr().err
 
 
-ASV_SUITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "asv_benchmarks")
+ASV_SUITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "asv_benchmarks")
 
 
 def test_asv_suite_leaves_fastmlp_to_each_benchmark_process():

@@ -302,7 +302,6 @@ def test_forked_child_trains_large_models_with_the_serial_kernels(fork_results):
         assert r["loss_large"]["answer"]["loss"] == r["parent_loss"], (layer, r)
 
 
-
 CLEAN_PARENT_SCRIPT = IN_CHILD + textwrap.dedent("""
     import hashlib, json, os
     import numpy as np

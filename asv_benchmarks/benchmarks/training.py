@@ -103,7 +103,6 @@ class FirstFit(Benchmark):
     track_first_fit_seconds.unit = "seconds"
 
 
-
 class ThreadScaling(Benchmark):
     """fastmlp's samples/s at 2 threads over its samples/s at 1, one model's epochs taking
     turns at each (`python -m fastmlp.bench --scaling`): the parallel kernels' gain on the
