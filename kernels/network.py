@@ -179,7 +179,8 @@ def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, parallel):
         if (stop - start) * n_in * fan_out >= PARALLEL_MIN_MACS:
             gather_rows_in_blocks(x_batch, X, order, start, stop, n_in)
             return
-    gather_rows(x_batch, X, order, start, stop, n_in, 0, stop - start)
+    # np.int64(0), not 0: a literal 0 would compile gather_rows a second time
+    gather_rows(x_batch, X, order, start, stop, n_in, np.int64(0), stop - start)
 
 
 @jit

@@ -42,6 +42,20 @@ def test_one_and_two_threads_give_identical_bits(sizes, batch, dtype):
         assert a.tobytes() == b.tobytes()
 
 
+@needs_two
+def test_the_serial_and_parallel_epochs_compile_their_shared_helpers_once():
+    # A helper called with a literal 0 in one place and an int64 in another, or with
+    # prange's unsigned index and range's signed one, compiles twice: ~0.5 s of a cold
+    # compile of the parallel epoch (784-512-512-10 at 2 threads).
+    from fastmlp.kernels import dense, network
+    train([784, 128, 10], 128, 2)
+    train([784, 128, 10], 128, 1)
+    for helper in (network.gather_rows, dense.gemm_block):
+        array_types = [tuple(t for t in sig if isinstance(t, numba.types.Array))
+                       for sig in helper.signatures]
+        assert array_types and len(set(array_types)) == len(array_types), helper.signatures
+
+
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np, fastmlp
     rng = np.random.default_rng(0)
