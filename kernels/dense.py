@@ -65,8 +65,8 @@ def gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, ld
     for c in prange(CHUNKS):
         # prange's index is unsigned, range's (in product) signed: as int64 in both,
         # gemm_block compiles once, not twice (~0.15 s of a cold compile)
-        gemm_block(np.int64(c), split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
-                   beta, C, c_off, ldc)
+        gemm_block(np.int64(c), split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B,
+                   b_off, ldb, beta, C, c_off, ldc)
 
 
 @jit
