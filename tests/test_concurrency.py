@@ -336,6 +336,7 @@ def test_child_forked_before_fastmlp_is_imported_runs_the_parallel_kernels():
     assert two["answer"]["parallel"] is True and one["answer"]["parallel"] is False, (two, one)
     assert two["answer"]["params"] == one["answer"]["params"]
 
+
 CACHE_STEPS = [  # three processes sharing one fresh kernel cache
     "fastmlp.MLP([4, 5, 3], 'tanh', random_state=0).loss(np.zeros((2, 4)), [0, 1])",
     "fastmlp.MLP([4, 5, 3], 'tanh', random_state=0).forward(np.zeros((1, 4)))\n"
