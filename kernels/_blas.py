@@ -14,6 +14,14 @@ names, so compiled kernels refer to the name, not to an address, and numba's
 on-disk cache stays valid across processes: every process registers the names
 when this module is imported, before any kernel loads.
 
+Below _config.SMALL_GEMM_MAX_MACS, products with B as stored run in small_gemm.py's
+vector loops instead, called the same way: a C callback per dtype with gemm's
+interface, under a symbol of its own. Its code then compiles once, not again in
+every kernel above it (numba re-optimises a jitted callee inside each caller:
+2.3-2.6 s more of a cold compile). The callback is loaded on import when numba's
+cache has it, else compiled when a kernel first types a call to it, for that
+kernel's dtype only.
+
 Legend (row-major, as everywhere in fastmlp):
     op(A) (m, k) and op(B) (k, n) and C (m, n), each at an offset of a flat buffer;
     lda, ldb, ldc: the row lengths of A, B, C as stored (>= their used columns);
@@ -24,25 +32,80 @@ import numpy as np
 from llvmlite import ir
 from numba import config, types
 from numba.core import cgutils
+from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
-from ._config import jit
+from . import small_gemm
+from ._config import OPTIONS, SMALL_GEMM_MAX_MACS, jit
 from ._openblas import GEMM, SMALL_MAX_MACS
 
 _NAMES = {types.float64: "dgemm", types.float32: "sgemm"}
+_DTYPES = {"dgemm": types.float64, "sgemm": types.float32}
+LOOPS = "loops"  # the kind of small_gemm.py's loops, beside False (small) and True (large)
 
 
-def _symbol(name, large):
-    return f"fastmlp_blas_{name}{'_large' if large else ''}"
+def _symbol(name, kind):
+    return f"fastmlp_blas_{name}{'' if kind is False else '_large' if kind is True else '_' + kind}"
 
 
 for (_name, _large), (_source, _address, _bits) in GEMM.items():
     llvm.add_symbol(_symbol(_name, _large), _address)
 
 
-def _fortran_gemm_of(large):
+def _loops_callback(name):
+    """small_gemm.py's loops for `name` as a C callback with gemm's interface and the
+    small instance's integers, cached on disk as the kernels are (not yet compiled)."""
+    integer = types.CPointer(types.int64 if GEMM[name, False][2] == 64 else types.int32)
+    value, flag = types.CPointer(_DTYPES[name]), types.CPointer(types.int8)
+    signature = types.void(flag, flag, integer, integer, integer, value, value, integer, value,
+                           integer, value, value, integer)
+    callback = CFunc(getattr(small_gemm, f"fortran_{name}"), (signature.args, signature.return_type),
+                     {}, OPTIONS)
+    callback.enable_caching()
+    return callback
+
+
+def _load_cached(callback):
+    """CFunc.compile when the callback is in numba's cache; False (and nothing compiled)
+    when it is not."""
+    try:
+        cres = callback._cache.load_overload(callback._sig, callback._targetdescr.target_context)
+    except AttributeError:  # numba's internals moved: it compiles when first typed
+        return False
+    if cres is None:
+        return False
+    callback._library = cres.library
+    callback._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
+    callback._wrapper_address = cres.library.get_pointer_to_function(callback._wrapper_name)
+    return True
+
+
+def _register_loops(name, compile):
+    """Point the loops' symbol for `name` at them: loaded from numba's cache, or compiled
+    if `compile` (when a kernel first types a call to them). Until then it names the
+    small instance's gemm, which takes the same arguments and gives the same product
+    in other last bits: a kernel cached with the loops still links and runs right in
+    a process whose cache of the loops is lost."""
+    callback = _LOOPS[name]
+    if callback.address is None:
+        if compile:
+            callback.compile()
+        elif not _load_cached(callback):
+            llvm.add_symbol(_symbol(name, LOOPS), GEMM[name, False][1])
+            return
+        llvm.add_symbol(_symbol(name, LOOPS), callback.address)
+
+
+_LOOPS = {name: _loops_callback(name) for name in _DTYPES}
+if not config.DISABLE_JIT:
+    for _name in _LOOPS:
+        _register_loops(_name, compile=False)
+
+
+def _fortran_gemm_of(kind):
     """BLAS ?gemm as Fortran sees it (column-major), every argument by pointer, from
-    the instance for small or for large products."""
+    the instance for small (kind False) or for large (True) products, or small_gemm.py's
+    loops (LOOPS, compiled here when first typed)."""
     @intrinsic
     def fortran_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                      beta, c, c_off, ldc):
@@ -54,7 +117,9 @@ def _fortran_gemm_of(large):
         sig = types.void(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
                          c_off, ldc)
         name = _NAMES[dtype]
-        bits = GEMM[name, large][2]
+        bits = GEMM[name, kind is True][2]
+        if kind == LOOPS:
+            _register_loops(name, compile=True)
         integer_numba = types.int64 if bits == 64 else types.int32
 
         def codegen(context, builder, signature, args):
@@ -88,7 +153,7 @@ def _fortran_gemm_of(large):
             fnty = ir.FunctionType(ir.VoidType(), [char.as_pointer()] * 2 + [integer_p] * 3
                                    + [value_p, value_p, integer_p, value_p, integer_p, value_p,
                                       value_p, integer_p])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, _symbol(name, large))
+            fn = cgutils.get_or_insert_function(builder.module, fnty, _symbol(name, kind))
             builder.call(fn, [flag(0), flag(1), integer(2), integer(3), integer(4), scalar(5),
                               data(6, 7), integer(8), data(9, 10), integer(11), scalar(12),
                               data(13, 14), integer(15)])
@@ -99,6 +164,7 @@ def _fortran_gemm_of(large):
 
 
 _fortran_gemm, _fortran_gemm_large = _fortran_gemm_of(False), _fortran_gemm_of(True)
+_fortran_loops = _fortran_gemm_of(LOOPS)
 
 
 @jit
@@ -109,7 +175,10 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
     operands swapped. beta = 0 overwrites C (BLAS never reads it then)."""
     if m == 0 or n == 0:
         return
-    if m * n * k <= SMALL_MAX_MACS:
+    if m * n * k < SMALL_GEMM_MAX_MACS and not trans_b:
+        _fortran_loops(trans_b, trans_a, n, m, k, alpha, B, b_off, ldb, A, a_off, lda, beta, C,
+                       c_off, ldc)
+    elif m * n * k <= SMALL_MAX_MACS:
         _fortran_gemm(trans_b, trans_a, n, m, k, alpha, B, b_off, ldb, A, a_off, lda, beta, C,
                       c_off, ldc)
     else:
@@ -130,4 +199,4 @@ if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a hel
         product = op(a, a_off, m, k, lda, trans_a) @ op(b, b_off, k, n, ldb, trans_b)
         target[...] = alpha * product + (beta * target if beta != 0 else 0)
 
-    _fortran_gemm_large = _fortran_gemm
+    _fortran_gemm_large = _fortran_loops = _fortran_gemm

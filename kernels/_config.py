@@ -32,8 +32,8 @@ FASTMATH = {"nsz", "arcp", "contract", "afn"}
 # array argument and slice gets an atomic incref/decref pair that numba's pruning
 # pass leaves in place across branches and loops (numba issue 2350). Those pairs
 # were ~20% of a 13-8-1 network's epoch at batch 1 (measured with perf).
-jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy",
-                        _nrt=False)
+OPTIONS = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
+jit = functools.partial(numba.njit, cache=True, **OPTIONS)
 parallel_jit = functools.partial(jit, parallel=True)
 
 # Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
@@ -43,6 +43,12 @@ parallel_jit = functools.partial(jit, parallel=True)
 # runs in gemm); at batch 1 a 1x13x8 layer is faster in the loops (1<<6: 609
 # against 577 ns/sample).
 BLAS_MIN_MACS = 1 << 8
+
+# From BLAS_MIN_MACS up to below this many multiply-adds, a product whose B is not
+# transposed runs in small_gemm.py's vector loops, not in OpenBLAS (_blas.gemm).
+# Measured (1 thread, ns per product, side by side): up to digits' 65k they beat
+# OpenBLAS's AVX2 build by 1.1-2.9x; mnist's 32x784x128 (3.2M) ran 0.7x.
+SMALL_GEMM_MAX_MACS = 1 << 17
 
 # Below this many multiply-adds, a layer's input gradient D @ W.T runs as W.T copied
 # into scratch and a plain product: OpenBLAS takes D @ W.T with few outputs (K < 32

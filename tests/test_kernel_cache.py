@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 TRAIN = "import fastmlp, numpy as np; fastmlp.MLP([3, 2]).fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1)"
 
 
@@ -55,3 +57,36 @@ def test_the_stamp_covers_which_blas_library_the_products_call(monkeypatch):
     digest = _cache.source_digest()
     monkeypatch.setattr(_cache, "CONFIGURATION", "small:scipy:32 large:scipy:32")
     assert _cache.source_digest() != digest
+
+
+LOOPS = ("from fastmlp.kernels import _blas; "
+         "print(*(c.address is not None for c in _blas._LOOPS.values()))")
+FIT_AND_PREDICT = ("import fastmlp, numpy as np; rng = np.random.default_rng(0); "
+                   "X = rng.standard_normal((64, 20)); y = rng.integers(0, 3, 64); "
+                   "m = fastmlp.MLP([20, 16, 3], random_state=0).fit(X, y, epochs=2, batch_size=32); "
+                   "np.save({path!r}, m.predict_proba(X)); " + LOOPS)
+
+
+def test_the_small_product_loops_compile_for_their_dtype_and_load_from_the_cache(tmp_path):
+    # kernels/_blas.py: the loops are a C callback per dtype behind a symbol; a
+    # float64 fit compiles the float64 one only, and a later process loads it on import
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run(code):
+        return subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300,
+                              capture_output=True, text=True).stdout.split()
+
+    assert run(LOOPS) == ["False", "False"]
+    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "compiled.npy"))) == ["True", "False"]
+    assert run(LOOPS) == ["True", "False"]
+    compiled = np.load(tmp_path / "compiled.npy")
+    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "cached.npy"))) == ["True", "False"]
+    assert np.array_equal(np.load(tmp_path / "cached.npy"), compiled)
+
+    # their cache lost, the kernels cached with them still link and run: the symbol then
+    # names OpenBLAS's gemm, the same product in other last bits
+    [folder] = {path.parent for path in (tmp_path / "cache").rglob("small_gemm.fortran_dgemm*")}
+    for path in folder.glob("small_gemm.fortran_dgemm*"):
+        path.unlink()
+    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "stand_in.npy"))) == ["False", "False"]
+    np.testing.assert_allclose(np.load(tmp_path / "stand_in.npy"), compiled, rtol=1e-9, atol=1e-12)

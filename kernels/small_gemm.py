@@ -1,0 +1,273 @@
+"""Small products as register-blocked loops over 256-bit vectors, in place of BLAS's
+gemm below _config.SMALL_GEMM_MAX_MACS multiply-adds (_blas.gemm picks).
+
+Below ~10^5 multiply-adds a BLAS call costs more than its arithmetic: OpenBLAS's
+AVX2 build packs both operands and runs its general driver for every shape (its
+small-matrix kernels are AVX-512 only). These loops read the operands where they
+lie: a block of C stays in registers while k runs, each step one load of B's row
+per vector and one broadcast of op(A) per row. From ~1.5e5 multiply-adds up
+(mnist's 784-wide layers) BLAS's cache blocking wins, and it keeps those.
+
+numba has no vector type, and LLVM left numba loops with scalar accumulators
+scalar (4-5 GFLOP/s, against OpenBLAS's 34, on an AVX2 Zen 3). So a block's loop
+over k is written here as LLVM IR (`_block`): <L x dtype> values, one instruction
+per operation (vbroadcastsd, vfmadd231pd). Written as numba code with vector
+intrinsics it ran as fast, but numba's typing and inlining of some hundred calls
+took 1.5 s to compile; this takes a tenth of that.
+
+Each element of C is one sum over k in order, so the result does not depend on
+where a block falls; it differs from BLAS's in the last bits only.
+
+Legend (row-major, as _blas.gemm):  C (m, n) = alpha op(A) @ B + beta C
+    op(A) (m, k): A (m, k) with row length lda, or A.T for A stored (k, m) (trans_a)
+    B (k, n) row length ldb;  C (m, n) row length ldc;  each at an offset of a flat buffer
+    L  lanes of a vector (4 float64, 8 float32); a block is ROWS x VECTORS of C:
+       4 x 2 vectors, or 8 x 1 where n has one vector's columns left
+beta = 0 overwrites C without reading it (as BLAS).
+"""
+import numpy as np
+from llvmlite import ir
+from numba import config, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
+
+from ._config import index, jit
+
+VECTOR_BYTES = 32
+
+
+def lanes_of(dtype):
+    return VECTOR_BYTES // (dtype.bitwidth // 8)
+
+
+def _masked(builder, operation, vector, returns, arguments):
+    # the typed-pointer name (p0v4f64): LLVM from 15 on reads it as the opaque `p0` one
+    element = f"v{vector.count}{vector.element.intrinsic_name}"
+    name = f"llvm.masked.{operation}.{element}.p0{element}"
+    fnty = ir.FunctionType(returns, [a.type for a in arguments])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), arguments)
+
+
+def _first_lanes(builder, count, lanes):
+    """<lanes x i1>: lane < count."""
+    i32 = ir.IntType(32)
+    one = _splat(builder, ir.VectorType(i32, lanes), builder.trunc(count, i32))
+    return builder.icmp_unsigned("<", ir.Constant(one.type, list(range(lanes))), one)
+
+
+def _min(builder, x, y):
+    return builder.select(builder.icmp_signed("<", x, y), x, y)
+
+
+def _splat(builder, vector, x):
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), x, i32(0))
+    return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, vector.count), None))
+
+
+def _block(ROWS, VECTORS):
+    """An intrinsic: the ROWS x VECTORS block of C at C[c], its last vector's first
+    `count` columns only (1 <= count <= L). Rows from `rows` on lie past C's end: they
+    repeat the last row's reads of A and are not stored."""
+    @intrinsic
+    def block(typingctx, A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows):
+        sig = types.void(A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows)
+
+        def codegen(context, builder, signature, args):
+            dtype = signature.args[9].dtype
+            element = context.get_value_type(dtype)
+            L = lanes_of(dtype)
+            vector = ir.VectorType(element, L)
+            i64 = ir.IntType(64)
+            [a, row, step, b, ldb, k, count, c, ldc, rows] = [
+                context.cast(builder, args[i], signature.args[i], types.int64)
+                for i in (1, 2, 3, 5, 6, 7, 8, 10, 11, 14)]
+            alpha, beta = (context.cast(builder, args[i], signature.args[i], dtype) for i in (12, 13))
+            A, B, C = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                       for i in (0, 4, 9))
+            mask = _first_lanes(builder, count, L)
+
+            def at(data, offset):  # a vector's pointer at data[offset]
+                return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+
+            def load(data, offset, last):
+                if not last:
+                    return builder.load(at(data, offset), align=1)
+                return _masked(builder, "load", vector, vector,
+                               [at(data, offset), ir.IntType(32)(1), mask,
+                                ir.Constant(vector, None)])
+
+            last_row = builder.sub(rows, i64(1))
+            a_rows = [builder.add(a, builder.mul(_min(builder, i64(r), last_row), row))
+                      for r in range(ROWS)]
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+                     for _ in range(VECTORS)] for _ in range(ROWS)]
+            with cgutils.for_range(builder, k) as loop:
+                p = loop.index
+                b_row = builder.add(b, builder.mul(p, ldb))
+                bs = [load(B, builder.add(b_row, i64(v * L)), v == VECTORS - 1)
+                      for v in range(VECTORS)]
+                step_p = builder.mul(p, step)
+                for r in range(ROWS):
+                    x = _splat(builder, vector, builder.load(builder.gep(A, [builder.add(
+                        a_rows[r], step_p)])))
+                    for v in range(VECTORS):
+                        builder.store(_fmuladd(builder, x, bs[v], builder.load(sums[r][v])),
+                                      sums[r][v])
+
+            with_beta = builder.fcmp_unordered("!=", beta, element(0))
+            full = builder.icmp_unsigned("==", count, i64(L))
+            single = builder.icmp_unsigned("==", count, i64(1))
+            for r in range(ROWS):
+                with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
+                    c_row = builder.add(c, builder.mul(i64(r), ldc))
+                    for v in range(VECTORS):
+                        offset = builder.add(c_row, i64(v * L))
+                        total = builder.fmul(_splat(builder, vector, alpha),
+                                             builder.load(sums[r][v]))
+                        last = v == VECTORS - 1
+                        with builder.if_then(with_beta):
+                            old = load(C, offset, last)
+                            updated = _fmuladd(builder, _splat(builder, vector, beta), old, total)
+                            _store(builder, updated, C, offset, at, last, full, single, mask)
+                        with builder.if_then(builder.not_(with_beta)):
+                            _store(builder, total, C, offset, at, last, full, single, mask)
+            return context.get_dummy_value()
+        return sig, codegen
+    return block
+
+
+def _fmuladd(builder, x, y, z):
+    """x * y + z lane by lane, fused where the machine has FMA (as fastmath's contract)."""
+    name = f"llvm.fmuladd.v{x.type.count}{x.type.element.intrinsic_name}"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(x.type, [x.type] * 3),
+                                        name)
+    return builder.call(fn, [x, y, z])
+
+
+def _store(builder, value, data, offset, at, last, full, single, mask):
+    """data[offset:offset + L] = value; the last vector only its first `count` lanes: a
+    plain store when all (a masked store is microcoded on AMD's Zen, many times
+    slower), a scalar one for one (a binary classifier's output), else masked."""
+    if not last:
+        builder.store(value, at(data, offset), align=1)
+        return
+    with builder.if_else(full) as (all_lanes, some):
+        with all_lanes:
+            builder.store(value, at(data, offset), align=1)
+        with some:
+            with builder.if_else(single) as (one, several):
+                with one:
+                    builder.store(builder.extract_element(value, ir.IntType(32)(0)),
+                                  builder.gep(data, [offset]))
+                with several:
+                    _masked(builder, "store", value.type, ir.VoidType(),
+                            [value, at(data, offset), ir.IntType(32)(1), mask])
+
+
+rows4_vectors2, rows8_vector = _block(4, 2), _block(8, 1)
+
+
+@intrinsic
+def lanes(typingctx, array):
+    """Lanes in a vector of array's dtype (a constant)."""
+    count = lanes_of(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, count)
+    return types.intp(array), codegen
+
+
+@jit(inline="always")
+def small_gemm(trans_a, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+    """C (m, n) = alpha op(A) @ B + beta C on flat buffers (see the legend)."""
+    L = index(lanes(C))
+    rows, cols, depth = index(m), index(n), index(k)
+    # op(A) (i, p) is A[a_off + i * row + p * step]
+    row, step = (index(1), index(lda)) if trans_a else (index(lda), index(1))
+    ldb_, ldc_ = index(ldb), index(ldc)
+    j = index(0)
+    while j < cols:
+        left = cols - j
+        b, c = index(b_off) + j, index(c_off) + j
+        if left > L:
+            for i in range(index(0), rows, index(4)):
+                rows4_vectors2(A, index(a_off) + i * row, row, step, B, b, ldb_, depth,
+                               min(L, left - L), C, c + i * ldc_, ldc_, alpha, beta,
+                               min(index(4), rows - i))
+            j += L + L
+        else:
+            for i in range(index(0), rows, index(8)):
+                rows8_vector(A, index(a_off) + i * row, row, step, B, b, ldb_, depth, left, C,
+                             c + i * ldc_, ldc_, alpha, beta, min(index(8), rows - i))
+            j += L
+
+
+@intrinsic
+def array_at(typingctx, pointer, size):
+    """A 1-D array of `size` elements at `pointer`, owned by no one (numba's carray,
+    which the kernels cannot use: it returns a new array, and they compile without
+    numba's reference counting)."""
+    if not isinstance(pointer, types.CPointer):
+        return None
+    array_type = types.Array(pointer.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(array_type)(context, builder)
+        intp = context.get_value_type(types.intp)
+        itemsize = intp(context.get_abi_sizeof(context.get_data_type(pointer.dtype)))
+        count = context.cast(builder, args[1], signature.args[1], types.intp)
+        populate_array(array, data=args[0], shape=[count], strides=[itemsize], itemsize=itemsize,
+                       meminfo=None)
+        return array._getvalue()
+    return array_type(pointer, size), codegen
+
+
+# The loops behind BLAS's own interface, so kernels call them as they call OpenBLAS:
+# through an external symbol (_blas.py), not by linking their code in. numba links a
+# jitted callee's code into every caller's module and optimises it again there,
+# which would compile these loops again in each kernel above them; as a C callback
+# (_blas.py compiles one per dtype) they compile once.
+# Fortran's gemm is column-major with every argument by pointer: the row-major C =
+# op(A) @ B arrives as C.T = B.T op(A).T, so its first matrix is B and its second A.
+# Only B as stored (the first flag 'N') comes here.
+
+@jit(inline="always")
+def _extent(rows, cols, ld):
+    """Elements a (rows, cols) matrix with row length ld spans."""
+    return (rows - 1) * ld + cols if rows > 0 else 0
+
+
+@jit(inline="always")
+def _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
+    rows, cols, depth = m[0], n[0], k[0]
+    transposed = trans_a[0] == 84 or trans_a[0] == 116  # 'T' or 't'
+    a_rows, a_cols = (depth, rows) if transposed else (rows, depth)
+    A = array_at(a, _extent(a_rows, a_cols, lda[0]))
+    B = array_at(b, _extent(depth, cols, ldb[0]))
+    C = array_at(c, _extent(rows, cols, ldc[0]))
+    small_gemm(transposed, rows, cols, depth, alpha[0], A, 0, lda[0], B, 0, ldb[0], beta[0], C, 0,
+               ldc[0])
+
+
+# one function per dtype: each its own cache index, which concurrent processes
+# compiling the other dtype do not rewrite
+def fortran_dgemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
+    _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+def fortran_sgemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
+    _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
+    def small_gemm(trans_a, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+        """The same product in NumPy, on views of the buffers."""
+        def view(buffer, offset, rows, cols, ld):
+            return np.lib.stride_tricks.as_strided(buffer[offset:], (rows, cols),
+                                                   (ld * buffer.itemsize, buffer.itemsize))
+        op_a = view(A, a_off, k, m, lda).T if trans_a else view(A, a_off, m, k, lda)
+        target = view(C, c_off, m, n, ldc)
+        target[...] = alpha * (op_a @ view(B, b_off, k, n, ldb)) + (beta * target if beta else 0)

@@ -1,0 +1,57 @@
+"""kernels.small_gemm (register-blocked vector loops) against NumPy in both dtypes: random
+shapes across the block sizes (4 rows x 2 vectors, leftover rows and columns),
+both op(A), alpha and beta (beta = 0 never reads C: NaN there stays out), offsets
+and leading dimensions; nothing outside C's block is written, nothing past a
+buffer's end is read (B and C end where the product does)."""
+import numpy as np
+import pytest
+
+from fastmlp.kernels.small_gemm import small_gemm
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seed", range(4))
+def test_small_gemm_matches_numpy(dtype, seed):
+    rng = np.random.default_rng(seed)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for _ in range(60):
+        m, n, k = (int(v) for v in rng.integers(1, 40, 3))
+        trans_a = bool(rng.integers(2))
+        alpha, beta = float(rng.choice([1.0, -0.3])), float(rng.choice([0.0, 1.0, 0.7]))
+        a_rows, a_cols = (k, m) if trans_a else (m, k)
+        lda, ldb, ldc = (int(c + e) for c, e in zip((a_cols, n, n), rng.integers(0, 3, 3)))
+        oa, ob, oc = (int(v) for v in rng.integers(0, 5, 3))
+        A = rng.standard_normal(oa + a_rows * lda).astype(dtype)
+        B = rng.standard_normal(ob + (k - 1) * ldb + n).astype(dtype)  # ends with the product
+        C = rng.standard_normal(oc + (m - 1) * ldc + n).astype(dtype)
+        if beta == 0:
+            C[...] = np.nan  # never read: each element of the block is overwritten
+        before = C.copy()
+        small_gemm(np.bool_(trans_a), m, n, k, alpha, A, oa, lda, B, ob, ldb, beta, C, oc, ldc)
+        stored_a = A[oa:].reshape(a_rows, lda)[:, :a_cols].astype(np.float64)
+        op_a = stored_a.T if trans_a else stored_a
+        b = np.lib.stride_tricks.as_strided(B[ob:], (k, n), (ldb * B.itemsize, B.itemsize))
+        block = np.lib.stride_tricks.as_strided(before[oc:], (m, n), (ldc * C.itemsize, C.itemsize))
+        expected = before.astype(np.float64)
+        target = np.lib.stride_tricks.as_strided(expected[oc:], (m, n),
+                                                 (ldc * expected.itemsize, expected.itemsize))
+        target[...] = alpha * op_a @ b.astype(np.float64) + (beta * block if beta else 0)
+        outside = np.isnan(expected)
+        assert np.array_equal(np.isnan(C), outside), (m, n, k, trans_a, beta)
+        np.testing.assert_allclose(C[~outside], expected[~outside], **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_gemm_runs_small_products_in_these_loops(dtype):
+    # _blas.gemm sends products below SMALL_GEMM_MAX_MACS with B as stored here (through
+    # a C callback), so both give the same bits; OpenBLAS's sums differ in the last ones
+    from fastmlp.kernels._blas import gemm
+    rng = np.random.default_rng(0)
+    for m, n, k, trans_a in ((32, 8, 13, False), (13, 8, 32, True), (32, 10, 32, False)):
+        A = rng.standard_normal(m * k).astype(dtype)
+        B = rng.standard_normal(k * n).astype(dtype)
+        lda = m if trans_a else k
+        via_gemm, via_loops = np.zeros(m * n, dtype), np.zeros(m * n, dtype)
+        gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
+        small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
+        assert np.array_equal(via_gemm, via_loops)
