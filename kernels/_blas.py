@@ -27,6 +27,8 @@ Legend (row-major, as everywhere in fastmlp):
     lda, ldb, ldc: the row lengths of A, B, C as stored (>= their used columns);
     trans_a: op(A) = A.T, A stored (k, m); trans_b likewise.
 """
+import types as pytypes
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -59,8 +61,12 @@ def _loops_callback(name):
     value, flag = types.CPointer(_DTYPES[name]), types.CPointer(types.int8)
     signature = types.void(flag, flag, integer, integer, integer, value, value, integer, value,
                            integer, value, value, integer)
-    callback = CFunc(getattr(small_gemm, f"fortran_{name}"), (signature.args, signature.return_type),
-                     {}, OPTIONS)
+    # a copy of the function per dtype, under a name of its own: each gets a cache index
+    # of its own, which processes compiling the other dtype at the same time do not rewrite
+    entry = small_gemm._from_fortran
+    entry = pytypes.FunctionType(entry.__code__, entry.__globals__, f"fortran_{name}")
+    entry.__qualname__ = entry.__name__
+    callback = CFunc(entry, (signature.args, signature.return_type), {}, OPTIONS)
     callback.enable_caching()
     return callback
 

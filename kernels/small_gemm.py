@@ -67,10 +67,10 @@ def _splat(builder, vector, x):
                                   ir.Constant(ir.VectorType(i32, vector.count), None))
 
 
-def _block(ROWS, VECTORS):
+def _block(ROWS, VECTORS, partial=True):
     """An intrinsic: the ROWS x VECTORS block of C at C[c], its last vector's first
-    `count` columns only (1 <= count <= L). Rows from `rows` on lie past C's end: they
-    repeat the last row's reads of A and are not stored."""
+    `count` columns only (1 <= count <= L; L unless partial). Rows from `rows` on lie
+    past C's end: they repeat the last row's reads of A and are not stored."""
     @intrinsic
     def block(typingctx, A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows):
         sig = types.void(A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows)
@@ -104,21 +104,33 @@ def _block(ROWS, VECTORS):
                       for r in range(ROWS)]
             sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
                      for _ in range(VECTORS)] for _ in range(ROWS)]
-            with cgutils.for_range(builder, k) as loop:
-                p = loop.index
-                b_row = builder.add(b, builder.mul(p, ldb))
-                bs = [load(B, builder.add(b_row, i64(v * L)), v == VECTORS - 1)
-                      for v in range(VECTORS)]
-                step_p = builder.mul(p, step)
-                for r in range(ROWS):
-                    x = _splat(builder, vector, builder.load(builder.gep(A, [builder.add(
-                        a_rows[r], step_p)])))
-                    for v in range(VECTORS):
-                        builder.store(_fmuladd(builder, x, bs[v], builder.load(sums[r][v])),
-                                      sums[r][v])
+            def over_k(masked):  # the loop, its last vector's loads masked or not
+                with cgutils.for_range(builder, k) as loop:
+                    p = loop.index
+                    b_row = builder.add(b, builder.mul(p, ldb))
+                    bs = [load(B, builder.add(b_row, i64(v * L)), masked and v == VECTORS - 1)
+                          for v in range(VECTORS)]
+                    step_p = builder.mul(p, step)
+                    for r in range(ROWS):
+                        x = _splat(builder, vector, builder.load(builder.gep(A, [builder.add(
+                            a_rows[r], step_p)])))
+                        for v in range(VECTORS):
+                            builder.store(_fmuladd(builder, x, bs[v], builder.load(sums[r][v])),
+                                          sums[r][v])
+
+            full = builder.icmp_unsigned("==", count, i64(L))
+            # a mask takes a register, and a masked load is slower: only where it must be
+            # (4 x 3 vectors and a mask spill: 16 registers in AVX2)
+            if partial:
+                with builder.if_else(full) as (all_lanes, some):
+                    with all_lanes:
+                        over_k(False)
+                    with some:
+                        over_k(True)
+            else:
+                over_k(False)
 
             with_beta = builder.fcmp_unordered("!=", beta, element(0))
-            full = builder.icmp_unsigned("==", count, i64(L))
             single = builder.icmp_unsigned("==", count, i64(1))
             for r in range(ROWS):
                 with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
@@ -128,12 +140,11 @@ def _block(ROWS, VECTORS):
                         total = builder.fmul(_splat(builder, vector, alpha),
                                              builder.load(sums[r][v]))
                         last = v == VECTORS - 1
-                        with builder.if_then(with_beta):
-                            old = load(C, offset, last)
-                            updated = _fmuladd(builder, _splat(builder, vector, beta), old, total)
-                            _store(builder, updated, C, offset, at, last, full, single, mask)
-                        with builder.if_then(builder.not_(with_beta)):
-                            _store(builder, total, C, offset, at, last, full, single, mask)
+                        # C is read whatever beta, but with beta = 0 not used (0 * NaN)
+                        updated = _fmuladd(builder, _splat(builder, vector, beta),
+                                           load(C, offset, last), total)
+                        _store(builder, builder.select(with_beta, updated, total), C, offset, at,
+                               last, full, single, mask)
             return context.get_dummy_value()
         return sig, codegen
     return block
@@ -167,7 +178,7 @@ def _store(builder, value, data, offset, at, last, full, single, mask):
                             [value, at(data, offset), ir.IntType(32)(1), mask])
 
 
-rows4_vectors2, rows8_vector = _block(4, 2), _block(8, 1)
+rows4_vectors3, rows4_vectors2, rows8_vector = _block(4, 3, partial=False), _block(4, 2), _block(8, 1)
 
 
 @intrinsic
@@ -192,7 +203,12 @@ def small_gemm(trans_a, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c
     while j < cols:
         left = cols - j
         b, c = index(b_off) + j, index(c_off) + j
-        if left > L:
+        if left >= L + L + L:
+            for i in range(index(0), rows, index(4)):
+                rows4_vectors3(A, index(a_off) + i * row, row, step, B, b, ldb_, depth, L, C,
+                               c + i * ldc_, ldc_, alpha, beta, min(index(4), rows - i))
+            j += L + L + L
+        elif left > L:
             for i in range(index(0), rows, index(4)):
                 rows4_vectors2(A, index(a_off) + i * row, row, step, B, b, ldb_, depth,
                                min(L, left - L), C, c + i * ldc_, ldc_, alpha, beta,
@@ -232,7 +248,8 @@ def array_at(typingctx, pointer, size):
 # (_blas.py compiles one per dtype) they compile once.
 # Fortran's gemm is column-major with every argument by pointer: the row-major C =
 # op(A) @ B arrives as C.T = B.T op(A).T, so its first matrix is B and its second A.
-# Only B as stored (the first flag 'N') comes here.
+# Only B as stored (the first flag 'N') comes here. _blas.py compiles a copy of
+# _from_fortran per dtype (not inlined into one: numba's inlining copies the IR, 0.1 s).
 
 @jit(inline="always")
 def _extent(rows, cols, ld):
@@ -240,7 +257,6 @@ def _extent(rows, cols, ld):
     return (rows - 1) * ld + cols if rows > 0 else 0
 
 
-@jit(inline="always")
 def _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
     rows, cols, depth = m[0], n[0], k[0]
     transposed = trans_a[0] == 84 or trans_a[0] == 116  # 'T' or 't'
@@ -250,16 +266,6 @@ def _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc
     C = array_at(c, _extent(rows, cols, ldc[0]))
     small_gemm(transposed, rows, cols, depth, alpha[0], A, 0, lda[0], B, 0, ldb[0], beta[0], C, 0,
                ldc[0])
-
-
-# one function per dtype: each its own cache index, which concurrent processes
-# compiling the other dtype do not rewrite
-def fortran_dgemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
-    _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
-
-
-def fortran_sgemm(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc):
-    _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
 
 
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
