@@ -178,7 +178,7 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
     """C (m, n) = alpha op(A) op(B) + beta C, row-major, on flat buffers (see the legend).
 
     Row-major C is column-major C.T = op(B).T op(A).T: the same call with the
-    operands swapped. beta = 0 overwrites C (BLAS never reads it then)."""
+    operands swapped. beta = 0 overwrites C (what it held is not used, NaN or not)."""
     if m == 0 or n == 0:
         return
     if m * n * k < SMALL_GEMM_MAX_MACS and not trans_b:
