@@ -203,12 +203,12 @@ class MLP(BaseMLP):
         draws = kept[1]
         if not shuffle or draws is None or n - 1 > MAX_POSITION:
             return super()._next_order(order, n, shuffle)
-        lock, *addresses = draws
+        lock, function, state, mt19937 = draws  # (not `lock, *rest`: a list a call)
         restart = order is None
         if restart:
             order = np.empty(n, np.int64)
         with lock:  # as NumPy's shuffle: one thread draws from a generator at a time
-            shuffle_order(order, restart, *addresses)
+            shuffle_order(order, restart, function, state, mt19937)
         return order
 
     def _forward_rows(self, X):

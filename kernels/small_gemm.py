@@ -269,8 +269,15 @@ def _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc
     A = array_at(a, _extent(a_rows, a_cols, lda[0]))
     B = array_at(b, _extent(depth, cols, ldb[0]))
     C = array_at(c, _extent(rows, cols, ldc[0]))
-    small_gemm(transposed, rows, cols, depth, alpha[0], A, 0, lda[0], B, 0, ldb[0], beta[0], C, 0,
-               ldc[0])
+    # One column of C stored contiguous, from A.T (a one-output layer's weight gradient):
+    # its elements would each fill one lane of a vector. Computed instead as the row
+    # C.T = B.T @ A with A as stored, whose rows fill the vectors; each element is the
+    # same sum over k in order. 8 x 1 over 32 rows, through _blas.gemm, side by side
+    # (Zen 3): 114 -> 77 ns.
+    row = cols == 1 and transposed and ldc[0] == 1
+    first, first_ld, second, second_ld = (B, ldb[0], A, lda[0]) if row else (A, lda[0], B, ldb[0])
+    small_gemm(transposed, 1 if row else rows, rows if row else cols, depth, alpha[0], first, 0,
+               first_ld, second, 0, second_ld, beta[0], C, 0, rows if row else ldc[0])
 
 
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)

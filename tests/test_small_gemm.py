@@ -47,7 +47,9 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
     # a C callback), so both give the same bits; OpenBLAS's sums differ in the last ones
     from fastmlp.kernels._blas import gemm
     rng = np.random.default_rng(0)
-    for m, n, k, trans_a in ((32, 8, 13, False), (13, 8, 32, True), (32, 10, 32, False)):
+    # (8 x 1 from A.T: one contiguous column, run as the row C.T = B.T @ A: the same sums)
+    for m, n, k, trans_a in ((32, 8, 13, False), (13, 8, 32, True), (32, 10, 32, False),
+                             (8, 1, 32, True), (13, 1, 5, True), (32, 1, 8, False)):
         A = rng.standard_normal(m * k).astype(dtype)
         B = rng.standard_normal(k * n).astype(dtype)
         lda = m if trans_a else k
