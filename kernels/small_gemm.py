@@ -273,7 +273,7 @@ def _from_fortran(trans_b, trans_a, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc
     # its elements would each fill one lane of a vector. Computed instead as the row
     # C.T = B.T @ A with A as stored, whose rows fill the vectors; each element is the
     # same sum over k in order. 8 x 1 over 32 rows, through _blas.gemm, side by side
-    # (Zen 3): 114 -> 77 ns.
+    # (Zen 3): float64 114 -> 77-82 ns, float32 113 -> 101.
     row = cols == 1 and transposed and ldc[0] == 1
     first, first_ld, second, second_ld = (B, ldb[0], A, lda[0]) if row else (A, lda[0], B, ldb[0])
     small_gemm(transposed, 1 if row else rows, rows if row else cols, depth, alpha[0], first, 0,
