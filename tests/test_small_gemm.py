@@ -57,3 +57,27 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
         gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
         small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
         assert np.array_equal(via_gemm, via_loops)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_column_gives_the_bits_of_a_vector_block(dtype):
+    # one column of C from A as stored runs in scalar blocks of its own; each element is
+    # still one sum over k in order, so it is bitwise the first column of a two-column
+    # product (a vector block) with the same A
+    rng = np.random.default_rng(7)
+    for m in (1, 3, 8, 9, 17, 32):
+        for k in (1, 2, 8, 13):
+            for alpha, beta in ((1.0, 0.0), (-0.3, 0.7)):
+                lda = k + 2
+                A = rng.standard_normal(1 + m * lda).astype(dtype)
+                B2 = rng.standard_normal((k, 2)).astype(dtype)
+                B1 = np.ascontiguousarray(B2[:, 0])
+                C2 = rng.standard_normal((m, 2)).astype(dtype)
+                C1 = np.ascontiguousarray(C2[:, 0])
+                if beta == 0:
+                    C1[...] = C2[...] = np.nan
+                small_gemm(np.bool_(False), m, 1, k, alpha, A, 1, lda, B1, 0, 1, beta, C1, 0, 1)
+                small_gemm(np.bool_(False), m, 2, k, alpha, A, 1, lda, B2.reshape(-1), 0, 2, beta,
+                           C2.reshape(-1), 0, 2)
+                assert np.array_equal(C1, C2[:, 0]), (m, k, alpha, beta)
+                assert not np.isnan(C1).any()
