@@ -72,14 +72,11 @@ def _splat(builder, vector, x):
                                   ir.Constant(ir.VectorType(i32, vector.count), None))
 
 
-def _strip(ROWS, VECTORS, partial=True, scalar=False):
-    """An intrinsic: a strip of C, VECTORS vectors wide from C[c] on, its last vector's
-    first `count` columns only (1 <= count <= L; L unless partial), over all `rows`
-    rows of C in blocks of ROWS rows; the last block's rows past C's end repeat the
-    last row's reads of A and are not stored. scalar: one column, L = 1, for A as
-    stored only (op(A)'s step along k is 1)."""
+def _intrinsic(define):
+    """An intrinsic calling define(module, element), a function of the strips' signature
+    (_signature) defined in the caller's module on first use."""
     @intrinsic
-    def strip(typingctx, A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows):
+    def call(typingctx, A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows):
         sig = types.void(A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows)
 
         def codegen(context, builder, signature, args):
@@ -89,33 +86,55 @@ def _strip(ROWS, VECTORS, partial=True, scalar=False):
             alpha, beta = (context.cast(builder, args[i], signature.args[i], dtype) for i in (12, 13))
             A, B, C = (context.make_array(signature.args[i])(context, builder, args[i]).data
                        for i in (0, 4, 9))
-            fn = _strip_function(builder.module, context.get_value_type(dtype), ROWS, VECTORS,
-                                 partial, scalar)
+            fn = define(builder.module, context.get_value_type(dtype))
             a, row, step, b, ldb, k, count, c, ldc, rows = integers
             builder.call(fn, [A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows])
             return context.get_dummy_value()
         return sig, codegen
-    return strip
+    return call
+
+
+def _signature(element):
+    """(A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows)"""
+    i64, pointer = ir.IntType(64), element.as_pointer()
+    return ir.FunctionType(ir.VoidType(), [pointer, i64, i64, i64, pointer, i64, i64, i64, i64,
+                                           pointer, i64, i64, element, element, i64])
 
 
 # Each strip kind is a function of its own in the callback's module, called, not
 # inlined: inlined into one function, every kind's addresses shared its registers
 # (spilled to the stack), and its entry computed them all on every call. Called:
 # the callback's fixed cost 46 -> 37 ns, its compile 0.66 -> 0.60 s (Zen 3, float64).
+def _new_function(module, name, element):
+    """(function, builder at its entry) for a new internal function `name` of the strips'
+    signature in `module`; (function, None) if the module has it already."""
+    if name in module.globals:
+        return module.globals[name], None
+    fn = ir.Function(module, _signature(element), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _strip(ROWS, VECTORS, partial=True, scalar=False):
+    """An intrinsic: a strip of C, VECTORS vectors wide from C[c] on, its last vector's
+    first `count` columns only (1 <= count <= L; L unless partial), over all `rows`
+    rows of C in blocks of ROWS rows; the last block's rows past C's end repeat the
+    last row's reads of A and are not stored. scalar: one column, L = 1, for A as
+    stored only (op(A)'s step along k is 1)."""
+    return _intrinsic(lambda module, element: _strip_function(module, element, ROWS, VECTORS,
+                                                              partial, scalar))
+
+
 def _strip_function(module, element, ROWS, VECTORS, partial, scalar):
     """The strip's loops (see _strip), defined in `module` on first use."""
     name = (f"fastmlp_strip_{ROWS}x{VECTORS}{'_partial' if partial else ''}"
             f"{'_scalar' if scalar else ''}_{element}")
-    if name in module.globals:
-        return module.globals[name]
-    i64, pointer = ir.IntType(64), element.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, i64, pointer, i64, i64, i64, i64,
-                                           pointer, i64, i64, element, element, i64])
-    fn = ir.Function(module, fnty, name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, builder = _new_function(module, name, element)
+    if builder is None:
+        return fn
     A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, m = fn.args
+    i64 = ir.IntType(64)
     if scalar:  # a constant step: each row's address is one register, not one per unrolled p
         step = i64(1)
     L = 1 if scalar else VECTOR_BYTES // (8 if isinstance(element, ir.DoubleType) else 4)
@@ -185,6 +204,47 @@ def _strip_function(module, element, ROWS, VECTORS, partial, scalar):
     return fn
 
 
+def _outer_function(module, element):
+    """A product of one term (k = 1): C[i, j] = op(A)[i, 0] B[0, j], as a block's sum of
+    one term, fmuladd(a, b, 0). `count` is here C's column count. A vector of B's row
+    stays in a register over all m rows, and no block is set up for every few rows."""
+    fn, builder = _new_function(module, f"fastmlp_outer_{element}", element)
+    if builder is None:
+        return fn
+    A, a, row, step, B, b, ldb, k, n, C, c, ldc, alpha, beta, m = fn.args
+    i64 = ir.IntType(64)
+    L = VECTOR_BYTES // (8 if isinstance(element, ir.DoubleType) else 4)
+    vector = ir.VectorType(element, L)
+    with_beta = builder.fcmp_unordered("!=", beta, element(0))
+
+    def at(data, offset):
+        return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+
+    with cgutils.for_range_slice(builder, i64(0), n, i64(L)) as (j, _):
+        count = _min(builder, builder.sub(n, j), i64(L))
+        mask = _first_lanes(builder, count, L)
+        full = builder.icmp_unsigned("==", count, i64(L))
+        single = builder.icmp_unsigned("==", count, i64(1))
+
+        def load(data, offset):
+            return _masked(builder, "load", vector, vector,
+                           [at(data, offset), ir.IntType(32)(1), mask, ir.Constant(vector, None)])
+
+        b_row = load(B, builder.add(b, j))
+        with cgutils.for_range(builder, m) as loop:
+            i = loop.index
+            x = _splat(builder, vector,
+                       builder.load(builder.gep(A, [builder.add(a, builder.mul(i, row))])))
+            total = builder.fmul(_splat(builder, vector, alpha),
+                                 _fmuladd(builder, x, b_row, ir.Constant(vector, None)))
+            offset = builder.add(builder.add(c, builder.mul(i, ldc)), j)
+            updated = _fmuladd(builder, _splat(builder, vector, beta), load(C, offset), total)
+            _store(builder, builder.select(with_beta, updated, total), C, offset, at, True, full,
+                   single, mask)
+    builder.ret_void()
+    return fn
+
+
 def _fmuladd(builder, x, y, z):
     """x * y + z lane by lane, fused where the machine has FMA (as fastmath's contract)."""
     name = f"llvm.fmuladd.v{x.type.count}{x.type.element.intrinsic_name}"
@@ -215,6 +275,7 @@ def _store(builder, value, data, offset, at, last, full, single, mask):
 
 rows4_vectors3, rows4_vectors2, rows8_vector = _strip(4, 3, partial=False), _strip(4, 2), _strip(8, 1)
 rows8_column = _strip(8, 1, partial=False, scalar=True)
+outer_product = _intrinsic(_outer_function)
 
 
 @intrinsic
@@ -235,6 +296,10 @@ def small_gemm(trans_a, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c
     # op(A) (i, p) is A[a_off + i * row + p * step]
     row, step = (index(1), index(lda)) if trans_a else (index(lda), index(1))
     ldb_, ldc_ = index(ldb), index(ldc)
+    if depth == index(1):
+        outer_product(A, index(a_off), row, step, B, index(b_off), ldb_, depth, cols, C,
+                      index(c_off), ldc_, alpha, beta, rows)
+        return
     if cols == index(1) and not trans_a:  # (32 rows of 8, Zen 3: 159 -> 112 ns in float64)
         rows8_column(A, index(a_off), row, step, B, index(b_off), ldb_, depth, index(1), C,
                      index(c_off), ldc_, alpha, beta, rows)

@@ -81,3 +81,28 @@ def test_one_column_gives_the_bits_of_a_vector_block(dtype):
                            C2.reshape(-1), 0, 2)
                 assert np.array_equal(C1, C2[:, 0]), (m, k, alpha, beta)
                 assert not np.isnan(C1).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_term_products_are_numpys_bits(dtype):
+    # k = 1 runs as an outer product: each element alpha * (a b), plus C when beta = 1,
+    # rounded as NumPy rounds those two or three operations (beta = 0: C is not read)
+    rng = np.random.default_rng(11)
+    for m in (1, 3, 8, 32):
+        for n in (1, 3, 4, 8, 9, 13):
+            for trans_a in (False, True):
+                for beta in (0.0, 1.0):
+                    lda, ldc = (m + 1, n + 2) if trans_a else (3, n + 2)
+                    A = rng.standard_normal(2 + m * lda).astype(dtype)
+                    B = rng.standard_normal(n).astype(dtype)
+                    C = rng.standard_normal(m * ldc).astype(dtype)
+                    if beta == 0:
+                        C[...] = np.nan
+                    expected = C.copy().reshape(m, ldc)
+                    a = A[2:2 + m] if trans_a else A[2::lda][:m]  # op(A)'s one column
+                    product = dtype(-0.3) * (a[:, None] * B[None, :])
+                    expected[:, :n] = product + expected[:, :n] if beta else product
+                    small_gemm(np.bool_(trans_a), m, n, 1, -0.3, A, 2, lda, B, 0, n, beta, C, 0,
+                               ldc)
+                    assert np.array_equal(C.reshape(m, ldc), expected, equal_nan=True), \
+                        (m, n, trans_a, beta)
