@@ -7,7 +7,7 @@ small-matrix kernels are AVX-512 only). These loops read the operands where they
 lie: a block of C stays in registers while k runs, each step one load of B's row
 per vector and one broadcast of op(A) per row. Measured against OpenBLAS side by
 side (Zen 3, 1 thread, ns per product, float64): 13-8-1 at batch 32's five
-products 1290 -> 860, digits 64-32-10's 10.5 -> 8.3 us (32x64->32 at 45 GFLOP/s,
+products 1290 -> 860 (~700 with the one-column and one-term paths), digits 64-32-10's 10.5 -> 8.3 us (32x64->32 at 45 GFLOP/s,
 the machine's peak). From ~1.5e5 multiply-adds up (mnist's 784-wide layers)
 BLAS's cache blocking wins, and it keeps those.
 
@@ -27,7 +27,8 @@ Legend (row-major, as _blas.gemm):  C (m, n) = alpha op(A) @ B + beta C
     L  lanes of a vector (4 float64, 8 float32); a block is ROWS x VECTORS of C:
        4 x 3 full vectors, else 4 x 2, or 8 x 1 where at most one vector's columns are left;
        a single column of C from A as stored (a one-output layer's forward) in 8 x 1
-       scalar blocks: in a vector block, 3 of 4 lanes would compute nothing
+       scalar blocks: in a vector block, 3 of 4 lanes would compute nothing; a product of
+       one term (k = 1) as an outer product, B's row held over all of C's rows
 beta = 0 overwrites C: what C held is not used (as BLAS, a NaN there stays out).
 """
 import numpy as np
