@@ -74,8 +74,8 @@ def _splat(builder, vector, x):
 
 
 def _intrinsic(define):
-    """An intrinsic calling define(module, element), a function of the strips' signature
-    (_signature) defined in the caller's module on first use."""
+    """An intrinsic calling define(module, element, lanes), a function of the strips'
+    signature (_signature) defined in the caller's module on first use."""
     @intrinsic
     def call(typingctx, A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows):
         sig = types.void(A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows)
@@ -87,7 +87,7 @@ def _intrinsic(define):
             alpha, beta = (context.cast(builder, args[i], signature.args[i], dtype) for i in (12, 13))
             A, B, C = (context.make_array(signature.args[i])(context, builder, args[i]).data
                        for i in (0, 4, 9))
-            fn = define(builder.module, context.get_value_type(dtype))
+            fn = define(builder.module, context.get_value_type(dtype), lanes_of(dtype))
             a, row, step, b, ldb, k, count, c, ldc, rows = integers
             builder.call(fn, [A, a, row, step, B, b, ldb, k, count, C, c, ldc, alpha, beta, rows])
             return context.get_dummy_value()
@@ -123,11 +123,11 @@ def _strip(ROWS, VECTORS, partial=True, scalar=False):
     rows of C in blocks of ROWS rows; the last block's rows past C's end repeat the
     last row's reads of A and are not stored. scalar: one column, L = 1, for A as
     stored only (op(A)'s step along k is 1)."""
-    return _intrinsic(lambda module, element: _strip_function(module, element, ROWS, VECTORS,
-                                                              partial, scalar))
+    return _intrinsic(lambda module, element, lanes: _strip_function(
+        module, element, lanes, ROWS, VECTORS, partial, scalar))
 
 
-def _strip_function(module, element, ROWS, VECTORS, partial, scalar):
+def _strip_function(module, element, lanes, ROWS, VECTORS, partial, scalar):
     """The strip's loops (see _strip), defined in `module` on first use."""
     name = (f"fastmlp_strip_{ROWS}x{VECTORS}{'_partial' if partial else ''}"
             f"{'_scalar' if scalar else ''}_{element}")
@@ -138,7 +138,7 @@ def _strip_function(module, element, ROWS, VECTORS, partial, scalar):
     i64 = ir.IntType(64)
     if scalar:  # a constant step: each row's address is one register, not one per unrolled p
         step = i64(1)
-    L = 1 if scalar else VECTOR_BYTES // (8 if isinstance(element, ir.DoubleType) else 4)
+    L = 1 if scalar else lanes
     vector = ir.VectorType(element, L)
     mask = _first_lanes(builder, count, L)
     full = builder.icmp_unsigned("==", count, i64(L))
@@ -205,7 +205,7 @@ def _strip_function(module, element, ROWS, VECTORS, partial, scalar):
     return fn
 
 
-def _outer_function(module, element):
+def _outer_function(module, element, lanes):
     """A product of one term (k = 1): C[i, j] = op(A)[i, 0] B[0, j], as a block's sum of
     one term, fmuladd(a, b, 0). `count` is here C's column count. A vector of B's row
     stays in a register over all m rows, and no block is set up for every few rows."""
@@ -214,7 +214,7 @@ def _outer_function(module, element):
         return fn
     A, a, row, step, B, b, ldb, k, n, C, c, ldc, alpha, beta, m = fn.args
     i64 = ir.IntType(64)
-    L = VECTOR_BYTES // (8 if isinstance(element, ir.DoubleType) else 4)
+    L = lanes
     vector = ir.VectorType(element, L)
     with_beta = builder.fcmp_unordered("!=", beta, element(0))
 
