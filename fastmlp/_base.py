@@ -420,10 +420,16 @@ class BaseMLP:
                 y = y[:, None]
             if y.ndim != 2 or y.shape[1] != k:
                 raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
-            targets = _contiguous(y, self.dtype)
             low, high = TARGET_RANGES[self.output]
-            # one pass for both checks; after the cast: 1e300 is inf in float32
-            finite, within = checks.finite_within(targets.reshape(-1), low, high)
+            if y.dtype.kind in "biu" and y.flags.c_contiguous:
+                # integer targets (class labels, counts), the common case: cast and
+                # checked in one compiled pass, not a NumPy cast and then a second pass
+                targets, finite = np.empty(y.shape, self.dtype), True
+                within = checks.cast_within(y.reshape(-1), targets.reshape(-1), low, high)
+            else:
+                targets = _contiguous(y, self.dtype)
+                # one pass for both checks; after the cast: 1e300 is inf in float32
+                finite, within = checks.finite_within(targets.reshape(-1), low, high)
             if not finite:
                 raise ValueError(f"y contains NaN or infinity (in {self.dtype})")
             if not within:

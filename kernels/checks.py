@@ -35,6 +35,17 @@ def finite_within(a, low, high):
 
 
 @jit
+def cast_within(a, out, low, high):
+    """out = a, cast to out's float dtype, for the 1-D integer (or bool) array a;
+    returns whether every value of out lies in [low, high] (a cast integer is finite)."""
+    outside = False
+    for i in range(a.shape[0]):
+        out[i] = a[i]
+        outside |= (out[i] < low) | (out[i] > high)
+    return not outside
+
+
+@jit
 def all_in_range(a, stop):
     """Every value of the 1-D int64 array a in 0..stop-1 (class labels, row indices)."""
     outside = False
