@@ -21,7 +21,8 @@ batch 1 ~28% slower); forward is not: inlined, it added ~1.5 s to the cold compi
 import numpy as np
 from numba import prange
 
-from ._config import CHUNKS, PARALLEL_MIN_MACS, PREFETCH_ROWS_AHEAD, jit, parallel_jit
+from ._config import (CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES, PREFETCH_ROWS_AHEAD, jit,
+                      parallel_jit)
 from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .dense import dense_backward_input, dense_backward_params, dense_forward
@@ -150,11 +151,12 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
 @jit
 def gather_rows(x_batch, X, order, start, stop, n_in, first, last):
     """Rows first..last-1 of the batch: x_batch row r = X row order[start + r], prefetching
-    a few rows ahead."""
+    a few rows ahead when X is large (see PREFETCH_MIN_BYTES)."""
     line = max(1, 64 // X.itemsize)  # elements per 64-byte cache line
+    limit = order.shape[0] if X.shape[0] * X.itemsize >= PREFETCH_MIN_BYTES else 0
     for r in range(first, last):
         ahead = start + r + PREFETCH_ROWS_AHEAD  # may be in the next batch
-        if ahead < order.shape[0]:
+        if ahead < limit:
             nxt = order[ahead] * n_in
             for j in range(0, n_in, line):
                 prefetch(X, nxt + j)
