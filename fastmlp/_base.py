@@ -4,7 +4,7 @@ flat parameter layout and the per-epoch loop. Nothing numeric beyond that.
 `fastmlp.MLP` (kernels) and `fastmlp.reference.MLP` (plain NumPy) subclass
 `BaseMLP` and supply the three numeric hooks:
 
-    _train_epoch(data, order, batch_size, settings, step) -> epoch loss
+    _train_epoch(data, order, batch_size, settings, step) -> (epoch loss, state finite)
     _forward_rows(X)                             -> output activations
     _loss_grad(data, want_grad, want_input_grad) -> (loss, flat grad, dL/dX)
 
@@ -596,10 +596,11 @@ class BaseMLP:
                     while rows_done < n and not ctrl_c.pressed:
                         rows = min(per_call, n - rows_done)
                         rows_order = order if rows == n else order[rows_done:rows_done + rows]
-                        loss = self._train_epoch(data, rows_order, batch_size, settings, self._adam_step)
+                        loss, finite = self._train_epoch(data, rows_order, batch_size, settings,
+                                                         self._adam_step)
                         self._adam_step += -(-rows // batch_size)
                         rows_done += rows
-                        if not math.isfinite(loss) or not self._state_is_finite(settings):
+                        if not math.isfinite(loss) or not finite:
                             self._diverged(loss, last_good)
                         losses.append((loss, rows))
                     if rows_done < n:

@@ -153,7 +153,8 @@ class MLP(BaseMLP):
             grad = self._flatten(coef_grads, intercept_grads[:len(self.intercepts_)])
             step += 1
             self._update(grad, settings, step)
-        return epoch_loss / n if self.reduction == "mean" else epoch_loss
+        return (epoch_loss / n if self.reduction == "mean" else epoch_loss,
+                self._state_is_finite(settings))
 
     def _update(self, grad, s, step):
         """scikit-learn's SGD (momentum, Nesterov) and Adam on the flat vectors."""

@@ -24,6 +24,7 @@ from numba import prange
 from ._config import (CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES, PREFETCH_ROWS_AHEAD, jit,
                       parallel_jit)
 from ._memory import copy, prefetch
+from .checks import all_finite
 from .activations import IDENTITY
 from .dense import dense_backward_input, dense_backward_params, dense_forward
 from .losses import output_row, softmax_delta, target_delta
@@ -190,7 +191,8 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
                 X, labels, targets, sample_weight, order, layout, activation, output, has_bias, mean,
                 batch_size, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha, step, parallel):
     """One epoch of mini-batch descent over X in `order`; returns the epoch loss
-    (scikit-learn's: mean of batch losses weighted by batch rows, or their sum).
+    (scikit-learn's: mean of batch losses weighted by batch rows, or their sum) and
+    whether the weights and the optimizer state the next step uses are all finite.
 
     The optimizer is told by its state: adam_m and adam_v for Adam, velocity for SGD
     with momentum, each None when unused (so plain SGD has all three None). numba drops
@@ -241,7 +243,13 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
             adam_step(params, grads, adam_m, adam_v, lr, beta_1, beta_2, epsilon, step)
         elif velocity is not None:
             sgd_step(params, grads, velocity, lr, momentum, nesterov)
-    return epoch_loss / n if mean else epoch_loss
+    # the check the caller would make next, here: a compiled call from Python fewer
+    finite = all_finite(params)
+    if adam_m is not None:
+        finite = finite and all_finite(adam_m) and all_finite(adam_v)
+    elif velocity is not None:
+        finite = finite and all_finite(velocity)
+    return (epoch_loss / n if mean else epoch_loss), finite
 
 
 @jit

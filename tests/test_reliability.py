@@ -54,11 +54,11 @@ def count_calls(model, after=None):
     calls = []
 
     def hook(data, order, batch_size, settings, step):
-        loss = original(data, order, batch_size, settings, step)
+        result = original(data, order, batch_size, settings, step)  # (loss, state finite)
         calls.append((len(order), step))
         if after is not None:
             after(len(calls))
-        return loss
+        return result
 
     model._train_epoch = hook
     return calls
@@ -90,26 +90,33 @@ def test_finite_loss_with_overflowing_weights_is_divergence(MLP, dtype):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_nan_written_mid_epoch_is_caught_although_the_loss_is_finite(MLP, dtype, optimizer):
-    """A NaN that reaches the weights (or Adam's moments) inside an epoch whose loss
-    looks finite: the check after each compiled call catches it, and the weights
+def test_nan_reached_mid_epoch_is_caught_although_the_loss_is_finite(MLP, dtype, optimizer):
+    """An infinity that reaches the optimizer state inside a compiled call whose loss
+    looks finite (SGD's momentum then carries it into the weights; Adam's second
+    moment keeps it): the check at the end of each call catches it, and the weights
     from the start of the epoch come back, not those of the last slice."""
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    kw = dict(batch_size=8, lr=0.05, optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0)
     model = slices_of(MLP([3, 5, 3], dtype=dtype, random_state=0), 1)
-    model.fit(X, y, epochs=1, batch_size=8, lr=0.05, optimizer=optimizer)
+    model.fit(X, y, epochs=1, **kw)
     epoch_start = model.params.copy()
-    target = model._adam_v if optimizer == "adam" else model.params
+    state = model._adam_v if optimizer == "adam" else model._velocity
+    original = model._train_epoch
+    calls = []
 
-    def poison(k):
-        if k == 3:  # the third call of the second epoch
-            target[7] = np.inf if optimizer == "adam" else np.nan
+    def poison_then_train(data, order, batch_size, settings, step):
+        calls.append(step)
+        if len(calls) == 3:  # the third call (one mini-batch) of the second epoch
+            state[7] = np.inf
+        return original(data, order, batch_size, settings, step)
 
-    count_calls(model, poison)
-    with pytest.raises(ValueError, match=r"diverged.*became NaN or infinite.*epoch 2.*restored"):
-        model.partial_fit(X, y, batch_size=8, lr=0.05, optimizer=optimizer, shuffle=False)
+    model._train_epoch = poison_then_train
+    with pytest.raises(ValueError, match=r"diverged.*became NaN or infinite.*loss was still.*epoch 2.*restored"):
+        model.partial_fit(X, y, shuffle=False, **kw)
+    assert len(calls) == 3  # stopped at once
     assert np.array_equal(model.params, epoch_start)
-    assert np.isfinite(model._adam_v).all() and np.isfinite(model._adam_m).all()
+    assert all(np.isfinite(s).all() for s in (model._adam_v, model._adam_m, model._velocity))
     assert len(model.loss_curve_) == 1 and model.n_iter_ == 1
 
 
@@ -123,9 +130,9 @@ def test_nan_loss_in_a_later_slice_restores_the_epoch_start(MLP, dtype):
     calls = []
 
     def nan_in_fourth(data, order, batch_size, settings, step):
-        loss = original(data, order, batch_size, settings, step)
+        loss, finite = original(data, order, batch_size, settings, step)
         calls.append(step)
-        return float("nan") if len(calls) == 4 else loss
+        return (float("nan"), finite) if len(calls) == 4 else (loss, finite)
 
     model._train_epoch = nan_in_fourth
     with pytest.raises(ValueError, match=r"diverged: the loss became nan in epoch 3"):
@@ -323,11 +330,11 @@ def test_ctrl_c_in_an_estimator_fit_warns_once_and_keeps_a_usable_model(monkeypa
     calls = []
 
     def hook(self, *args):
-        loss = original(self, *args)
+        result = original(self, *args)
         calls.append(1)
         if len(calls) == 4:
             signal.raise_signal(signal.SIGINT)
-        return loss
+        return result
 
     monkeypatch.setattr(fastmlp.MLP, "_train_epoch", hook)
     rng = np.random.default_rng(13)
