@@ -537,7 +537,8 @@ class BaseMLP:
         return _batches_per_call(self.layer_sizes, batch_size)
 
     def _state_is_finite(self, settings):
-        """Weights, and the optimizer state the next step will use, hold no NaN/inf."""
+        """Weights, and the optimizer state the next step will use, hold no NaN/inf
+        (the reference's check after each call; the compiled epoch makes its own)."""
         if not checks.all_finite(self.params):
             return False
         if settings.name == "adam":

@@ -41,8 +41,11 @@ def test_cast_within_gives_numpys_cast_and_range_check(in_dtype, out_dtype):
     info = np.iinfo(in_dtype) if in_dtype is not np.bool_ else None
     for n in (0, 1, 5, 300):
         # small values, and values near the type's ends (whose casts round, in float32)
-        small = rng.integers(0, 2, size=n) if info is None else rng.integers(max(info.min, -3), 4, size=n)
-        big = [] if info is None else rng.integers(info.max // 2, info.max, size=n, endpoint=True, dtype=in_dtype)
+        if info is None:
+            small, big = rng.integers(0, 2, size=n), []
+        else:
+            small = rng.integers(max(info.min, -3), 4, size=n)
+            big = rng.integers(info.max // 2, info.max, size=n, endpoint=True, dtype=in_dtype)
         for a in (np.asarray(small).astype(in_dtype), np.asarray(big, dtype=in_dtype)):
             for low, high in ((0.0, 1.0), (-np.inf, np.inf), (0.0, np.inf), (-2.5, 2.0)):
                 out = np.full(len(a), np.nan, out_dtype)

@@ -97,7 +97,8 @@ def test_nan_reached_mid_epoch_is_caught_although_the_loss_is_finite(MLP, dtype,
     from the start of the epoch come back, not those of the last slice."""
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
-    kw = dict(batch_size=8, lr=0.05, optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0)
+    kw = dict(batch_size=8, lr=0.05, optimizer=optimizer,
+              momentum=0.9 if optimizer == "sgd" else 0.0)
     model = slices_of(MLP([3, 5, 3], dtype=dtype, random_state=0), 1)
     model.fit(X, y, epochs=1, **kw)
     epoch_start = model.params.copy()
@@ -112,7 +113,8 @@ def test_nan_reached_mid_epoch_is_caught_although_the_loss_is_finite(MLP, dtype,
         return original(data, order, batch_size, settings, step)
 
     model._train_epoch = poison_then_train
-    with pytest.raises(ValueError, match=r"diverged.*became NaN or infinite.*loss was still.*epoch 2.*restored"):
+    with pytest.raises(ValueError,
+                       match=r"diverged.*became NaN or infinite.*loss was still.*epoch 2.*restored"):
         model.partial_fit(X, y, shuffle=False, **kw)
     assert len(calls) == 3  # stopped at once
     assert np.array_equal(model.params, epoch_start)
