@@ -7,9 +7,10 @@ small-matrix kernels are AVX-512 only). These loops read the operands where they
 lie: a block of C stays in registers while k runs, each step one load of B's row
 per vector and one broadcast of op(A) per row. Measured against OpenBLAS side by
 side (Zen 3, 1 thread, ns per product, float64): 13-8-1 at batch 32's five
-products 1290 -> 860 (~700 with the one-column and one-term paths), digits 64-32-10's 10.5 -> 8.3 us (32x64->32 at 45 GFLOP/s,
-the machine's peak). From ~1.5e5 multiply-adds up (mnist's 784-wide layers)
-BLAS's cache blocking wins, and it keeps those.
+products 1290 -> 860 (~700 with the one-column and one-term paths), digits
+64-32-10's 10.5 -> 8.3 us (32x64->32 at 45 GFLOP/s, the machine's peak). From
+~1.5e5 multiply-adds up (mnist's 784-wide layers) BLAS's cache blocking wins, and
+it keeps those.
 
 numba has no vector type, and LLVM left numba loops with scalar accumulators
 scalar (4-5 GFLOP/s on that machine). So a block's loop over k is written here as
