@@ -32,8 +32,8 @@ import numpy as np
 
 from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
 from fastmlp._threads import single_threaded_blas
-from fastmlp.kernels import network
-from fastmlp.kernels._config import PARALLEL_MIN_MACS
+from fastmlp.kernels import _blas, network
+from fastmlp.kernels._config import PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
 from fastmlp.kernels.shuffle import MAX_POSITION, MT_WORDS, shuffle_order
 
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
@@ -82,6 +82,26 @@ def _kernel_mode(macs):
 def _largest_product(layer_sizes):
     """fan_in * fan_out of the largest layer: a product over r rows costs r times it."""
     return max(i * o for i, o in layer_shapes(layer_sizes))
+
+
+@functools.lru_cache(maxsize=256)
+def _smallest_product(layer_sizes):
+    return min(i * o for i, o in layer_shapes(layer_sizes))
+
+
+_loops_loaded = set()  # dtypes whose small-product loops this process has loaded
+
+
+def _load_loops_for(model, rows):
+    """Before a kernel call whose batches have `rows` rows or more: load (or compile)
+    small_gemm's loops for the model's dtype if one of its products may be smaller
+    than SMALL_GEMM_MAX_MACS multiply-adds (kernels/_blas.py; without them the kernels
+    run those in OpenBLAS, in other last bits). A model whose products are all larger
+    never builds them: ~0.8 s of its cold compile."""
+    if model.dtype not in _loops_loaded and (
+            rows * _smallest_product(model.layer_sizes) < SMALL_GEMM_MAX_MACS):
+        _blas.load_loops(model.dtype)
+        _loops_loaded.add(model.dtype)
 
 
 def _bit_generator(rng):
@@ -153,6 +173,8 @@ class MLP(BaseMLP):
 
     def _train_epoch(self, data, order, batch_size, s, step):
         arrays, settings = self._epoch_arguments(batch_size, s)
+        if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
+            _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
         context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
         args = (*arrays, data.X.reshape(-1), *self._loss_data(data), data.sample_weight, order,
                 *settings, step, parallel)
@@ -220,6 +242,7 @@ class MLP(BaseMLP):
         acts = np.empty(cap * units, self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
+        _load_loops_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
         context, parallel = _kernel_mode(cap * self._largest_product())
         with context:
             network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
@@ -235,6 +258,7 @@ class MLP(BaseMLP):
         grads = np.empty_like(self.params)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
+        _load_loops_for(self, n)
         context, parallel = _kernel_mode(n * self._largest_product())
         with context:
             loss = network.loss_and_backward(

@@ -16,17 +16,23 @@ when this module is imported, before any kernel loads.
 
 Below _config.SMALL_GEMM_MAX_MACS, products with B as stored run in small_gemm.py's
 vector loops instead, called the same way: a C callback per dtype with gemm's
-interface, under a symbol of its own. Its code then compiles once, not again in
-every kernel above it (numba re-optimises a jitted callee inside each caller:
-2.3-2.6 s more of a cold compile). The callback is loaded on import when numba's
-cache has it, else compiled when a kernel first types a call to it, for that
-kernel's dtype only.
+interface. Its code then compiles once, not again in every kernel above it (numba
+re-optimises a jitted callee inside each caller: 2.3-2.6 s more of a cold compile).
+Kernels call it through a cell: a pointer under a symbol of its own, read at each
+call. The callback loads on import when numba's cache has it; else it compiles only
+when Python is about to call a kernel that may run a product that small (load_loops),
+so a model whose products are all larger never builds it: ~0.8 s of a cold compile
+(784-512-512-10 at 2 threads: 9.2-9.6 -> 8.3-8.9 s, alternating processes). Until
+then the cell holds the small instance's gemm, which takes the same arguments and
+gives the same product in other last bits.
 
 Legend (row-major, as everywhere in fastmlp):
     op(A) (m, k) and op(B) (k, n) and C (m, n), each at an offset of a flat buffer;
     lda, ldb, ldc: the row lengths of A, B, C as stored (>= their used columns);
     trans_a: op(A) = A.T, A stored (k, m); trans_b likewise.
 """
+import ctypes
+import threading
 import types as pytypes
 
 import llvmlite.binding as llvm
@@ -76,7 +82,7 @@ def _load_cached(callback):
     when it is not."""
     try:
         cres = callback._cache.load_overload(callback._sig, callback._targetdescr.target_context)
-    except AttributeError:  # numba's internals moved: it compiles when first typed
+    except AttributeError:  # numba's internals moved: load_loops compiles or loads it
         return False
     if cres is None:
         return False
@@ -86,32 +92,51 @@ def _load_cached(callback):
     return True
 
 
-def _register_loops(name, compile):
-    """Point the loops' symbol for `name` at them: loaded from numba's cache, or compiled
-    if `compile` (when a kernel first types a call to them). Until then it names the
-    small instance's gemm, which takes the same arguments and gives the same product
-    in other last bits: a kernel cached with the loops still links and runs right in
-    a process whose cache of the loops is lost."""
-    callback = _LOOPS[name]
-    if callback.address is None:
-        if compile:
-            callback.compile()
-        elif not _load_cached(callback):
-            llvm.add_symbol(_symbol(name, LOOPS), GEMM[name, False][1])
-            return
-        llvm.add_symbol(_symbol(name, LOOPS), callback.address)
-
-
 _LOOPS = {name: _loops_callback(name) for name in _DTYPES}
+# the cells the kernels call the loops through: the small instance's gemm until loaded
+_LOOPS_CELLS = {name: ctypes.c_void_p(GEMM[name, False][1]) for name in _DTYPES}
+for _name, _cell in _LOOPS_CELLS.items():
+    llvm.add_symbol(_symbol(_name, LOOPS), ctypes.addressof(_cell))
+_loading = threading.Lock()
+
+
+def load_loops(dtype):
+    """Make the kernels of `dtype` run their products below SMALL_GEMM_MAX_MACS in
+    small_gemm.py's loops from now on: loaded from numba's cache, or compiled (~0.6 s).
+    Call it before a kernel that may run such a product; kernels never run it without."""
+    name = _name_of(dtype)
+    callback = _LOOPS[name]
+    if callback.address is None and not config.DISABLE_JIT:
+        with _loading:
+            if callback.address is None:
+                callback.compile()
+                _LOOPS_CELLS[name].value = callback.address
+
+
+# Loops already in numba's cache load on import, as they always did: loaded at their
+# first use instead (after other kernels), tiny at batch 32 ran ~2% slower (37.8 ->
+# 38.6-39.1 us a partial_fit call, 3 runs of 6-8 alternating rounds), from where their
+# code then lies in memory.
 if not config.DISABLE_JIT:
-    for _name in _LOOPS:
-        _register_loops(_name, compile=False)
+    for _name, _callback in _LOOPS.items():
+        if _load_cached(_callback):
+            _LOOPS_CELLS[_name].value = _callback.address
+
+
+def loops_loaded(dtype):
+    """Whether kernels of `dtype` run small products in the loops in this process
+    (loaded on import, or by load_loops)."""
+    return _LOOPS[_name_of(dtype)].address is not None
+
+
+def _name_of(dtype):
+    return "dgemm" if np.dtype(dtype) == np.float64 else "sgemm"
 
 
 def _fortran_gemm_of(kind):
     """BLAS ?gemm as Fortran sees it (column-major), every argument by pointer, from
     the instance for small (kind False) or for large (True) products, or small_gemm.py's
-    loops (LOOPS, compiled here when first typed)."""
+    loops (LOOPS: through their cell, see load_loops)."""
     @intrinsic
     def fortran_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                      beta, c, c_off, ldc):
@@ -124,8 +149,6 @@ def _fortran_gemm_of(kind):
                          c_off, ldc)
         name = _NAMES[dtype]
         bits = GEMM[name, kind is True][2]
-        if kind == LOOPS:
-            _register_loops(name, compile=True)
         integer_numba = types.int64 if bits == 64 else types.int32
 
         def codegen(context, builder, signature, args):
@@ -159,7 +182,13 @@ def _fortran_gemm_of(kind):
             fnty = ir.FunctionType(ir.VoidType(), [char.as_pointer()] * 2 + [integer_p] * 3
                                    + [value_p, value_p, integer_p, value_p, integer_p, value_p,
                                       value_p, integer_p])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, _symbol(name, kind))
+            if kind == LOOPS:  # the function the cell holds when the call runs
+                cell = builder.module.globals.get(_symbol(name, kind))
+                if cell is None:  # declared, not defined: the symbol names it when linked
+                    cell = ir.GlobalVariable(builder.module, fnty.as_pointer(), _symbol(name, kind))
+                fn = builder.load(cell)
+            else:
+                fn = cgutils.get_or_insert_function(builder.module, fnty, _symbol(name, kind))
             builder.call(fn, [flag(0), flag(1), integer(2), integer(3), integer(4), scalar(5),
                               data(6, 7), integer(8), data(9, 10), integer(11), scalar(12),
                               data(13, 14), integer(15)])

@@ -60,33 +60,38 @@ def test_the_stamp_covers_which_blas_library_the_products_call(monkeypatch):
 
 
 LOOPS = ("from fastmlp.kernels import _blas; "
-         "print(*(c.address is not None for c in _blas._LOOPS.values()))")
-FIT_AND_PREDICT = ("import fastmlp, numpy as np; rng = np.random.default_rng(0); "
-                   "X = rng.standard_normal((64, 20)); y = rng.integers(0, 3, 64); "
-                   "m = fastmlp.MLP([20, 16, 3], random_state=0).fit(X, y, epochs=2, batch_size=32); "
-                   "np.save({path!r}, m.predict_proba(X)); " + LOOPS)
+         "print(_blas.loops_loaded('float64'), _blas.loops_loaded('float32')); ")
+# 64-64-32 at 64 rows: every product has 2**17 multiply-adds or more, none for the loops;
+# a prediction for 7 rows has smaller ones
+FIT_THEN_PREDICT = (
+    "import fastmlp, numpy as np; rng = np.random.default_rng(0); "
+    "X = rng.standard_normal((128, 64)); y = rng.integers(0, 32, 128); "
+    "m = fastmlp.MLP([64, 64, 32], random_state=0).fit(X, y, epochs=2, batch_size=64); "
+    + LOOPS + "np.save({path!r}, m.predict_proba(X[:7])); " + LOOPS)
 
 
-def test_the_small_product_loops_compile_for_their_dtype_and_load_from_the_cache(tmp_path):
-    # kernels/_blas.py: the loops are a C callback per dtype behind a symbol; a
-    # float64 fit compiles the float64 one only, and a later process loads it on import
+def test_the_small_product_loops_load_when_a_call_first_needs_them(tmp_path):
+    # kernels/_blas.py: the loops are a C callback per dtype, which kernels call through
+    # a cell; fastmlp/core.py loads (or compiles) them before a call that may need them
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
 
-    def run(code):
+    def run(path):
+        code = FIT_THEN_PREDICT.format(path=str(tmp_path / path))
         return subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300,
                               capture_output=True, text=True).stdout.split()
 
-    assert run(LOOPS) == ["False", "False"]
-    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "compiled.npy"))) == ["True", "False"]
-    assert run(LOOPS) == ["True", "False"]
+    # a fresh cache: the fit needs no loops and builds none; the prediction compiles
+    # the float64 ones only
+    assert run("compiled.npy") == ["False", "False", "True", "False"]
     compiled = np.load(tmp_path / "compiled.npy")
-    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "cached.npy"))) == ["True", "False"]
-    assert np.array_equal(np.load(tmp_path / "cached.npy"), compiled)
+    # the oracle: loaded from the cache on import, before any kernel runs. Without the
+    # loops, the 7-row prediction's products would run in OpenBLAS, in other last bits
+    assert run("loaded_first.npy") == ["True", "False"] * 2
+    assert np.array_equal(np.load(tmp_path / "loaded_first.npy"), compiled)
 
-    # their cache lost, the kernels cached with them still link and run: the symbol then
-    # names OpenBLAS's gemm, the same product in other last bits
+    # their cache lost, they compile again when needed, and give the same bits
     [folder] = {path.parent for path in (tmp_path / "cache").rglob("small_gemm.fortran_dgemm*")}
     for path in folder.glob("small_gemm.fortran_dgemm*"):
         path.unlink()
-    assert run(FIT_AND_PREDICT.format(path=str(tmp_path / "stand_in.npy"))) == ["False", "False"]
-    np.testing.assert_allclose(np.load(tmp_path / "stand_in.npy"), compiled, rtol=1e-9, atol=1e-12)
+    assert run("recompiled.npy") == ["False", "False", "True", "False"]
+    assert np.array_equal(np.load(tmp_path / "recompiled.npy"), compiled)

@@ -44,8 +44,10 @@ def test_small_gemm_matches_numpy(dtype, seed):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_blas_gemm_runs_small_products_in_these_loops(dtype):
     # _blas.gemm sends products below SMALL_GEMM_MAX_MACS with B as stored here (through
-    # a C callback), so both give the same bits; OpenBLAS's sums differ in the last ones
-    from fastmlp.kernels._blas import gemm
+    # a C callback, once loaded), so both give the same bits; OpenBLAS's sums differ in
+    # the last ones
+    from fastmlp.kernels._blas import gemm, load_loops
+    load_loops(dtype)
     rng = np.random.default_rng(0)
     # (8 x 1 from A.T: one contiguous column, run as the row C.T = B.T @ A: the same sums)
     for m, n, k, trans_a in ((32, 8, 13, False), (13, 8, 32, True), (32, 10, 32, False),
