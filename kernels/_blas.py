@@ -103,7 +103,8 @@ _loading = threading.Lock()
 def load_loops(dtype):
     """Make the kernels of `dtype` run their products below SMALL_GEMM_MAX_MACS in
     small_gemm.py's loops from now on: loaded from numba's cache, or compiled (~0.6 s).
-    Call it before a kernel that may run such a product; kernels never run it without."""
+    Call it before a kernel that may run such a product: until then they run in the
+    small OpenBLAS instance, in other last bits."""
     name = _name_of(dtype)
     callback = _LOOPS[name]
     if callback.address is None and not config.DISABLE_JIT:
@@ -113,10 +114,10 @@ def load_loops(dtype):
                 _LOOPS_CELLS[name].value = callback.address
 
 
-# Loops already in numba's cache load on import, as they always did: loaded at their
-# first use instead (after other kernels), tiny at batch 32 ran ~2% slower (37.8 ->
-# 38.6-39.1 us a partial_fit call, 3 runs of 6-8 alternating rounds), from where their
-# code then lies in memory.
+# Loops already in numba's cache load on import, as before the cell: loaded at their
+# first use instead (after other kernels' code), tiny at batch 32 ran ~2% slower
+# (37.8-38.1 -> 38.6-39.1 us a partial_fit call, medians of 3 runs of 6-8 alternating
+# rounds), from where their code then lies in memory.
 if not config.DISABLE_JIT:
     for _name, _callback in _LOOPS.items():
         if _load_cached(_callback):
