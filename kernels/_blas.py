@@ -42,6 +42,7 @@ from numba import config, types
 from numba.core import cgutils
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
+from numba.np import numpy_support
 
 from . import small_gemm
 from ._config import OPTIONS, SMALL_GEMM_MAX_MACS, jit
@@ -131,7 +132,7 @@ def loops_loaded(dtype):
 
 
 def _name_of(dtype):
-    return "dgemm" if np.dtype(dtype) == np.float64 else "sgemm"
+    return _NAMES[numpy_support.from_dtype(np.dtype(dtype))]
 
 
 def _fortran_gemm_of(kind):
