@@ -23,6 +23,7 @@ from numba import prange
 from ._blas import gemm
 from ._config import (BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, TRANSPOSED_W_MAX_MACS, index, jit,
                       parallel_jit)
+from ._openblas import ROW_MULTIPLE, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
 
@@ -35,13 +36,25 @@ def use_blas(rows, fan_in, fan_out):
 # there, a 0.0): the product path takes its flags and scalars as plain values,
 # so it compiles once per dtype (measured: 4 specialisations cost ~2 s).
 flag, scalar = np.bool_, np.float64
+ROW_MULTIPLE_FLOAT64, ROW_MULTIPLE_FLOAT32 = ROW_MULTIPLE["dgemm"], ROW_MULTIPLE["sgemm"]
+
+
+@jit
+def row_boundary(m, c, itemsize):
+    """Where row block c of CHUNKS of C's m rows starts: at a multiple of ROW_MULTIPLE
+    (see the serial path in product), the one nearest an even split."""
+    if c >= CHUNKS:
+        return m
+    multiple = ROW_MULTIPLE_FLOAT64 if itemsize == 8 else ROW_MULTIPLE_FLOAT32
+    return min(m, (m * c // CHUNKS + multiple // 2) // multiple * multiple)
 
 
 # Large products are split into CHUNKS fixed blocks of C, one single-threaded
 # gemm each, run in parallel: blocks of rows (split_columns False) or of columns.
 # Every element of C is then computed by the same call whatever the thread
-# count, and no block sums into another's elements (the weight gradient splits
-# by fan_in, not by batch rows). Which way is measured (1 thread, mnist, wide and
+# count (or, in the serial kernels, by one call for all of C where that changes no
+# bit: see product), and no block sums into another's elements (the weight gradient
+# splits by fan_in, not by batch rows). Which way is measured (1 thread, mnist, wide and
 # deep shapes): by rows for the weight gradient and for float64 forward
 # products, by columns for input gradients and float32 forward products; the
 # other way was 3-15% slower.
@@ -54,7 +67,7 @@ def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda
         gemm(trans_a, trans_b, m, c1 - c0, k, alpha, A, a_off, lda, B,
              b_off + (c0 * ldb if trans_b else c0), ldb, beta, C, c_off + c0, ldc)
     else:  # rows r0.. of op(A) and C: rows of A, or columns if transposed
-        r0, r1 = m * c // CHUNKS, m * (c + 1) // CHUNKS
+        r0, r1 = row_boundary(m, c, C.itemsize), row_boundary(m, c + 1, C.itemsize)
         gemm(trans_a, trans_b, r1 - r0, n, k, alpha, A, a_off + (r0 if trans_a else r0 * lda), lda,
              B, b_off, ldb, beta, C, c_off + r0 * ldc, ldc)
 
@@ -77,6 +90,10 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
     a None rules out when it compiles, so the serial kernels never compile the
     parallel ones (which costs seconds) and give the same bits."""
     if m * n * k < PARALLEL_MIN_MACS:
+        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+    elif parallel is None and ROW_SPLIT_EXACT and not split_columns:
+        # one call, with the bits of the row blocks (_openblas.ROW_SPLIT_EXACT), and
+        # the shared operand copied into OpenBLAS's packed form once, not per block
         gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
     elif parallel is None:
         for c in range(CHUNKS):

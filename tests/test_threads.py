@@ -56,6 +56,34 @@ def test_the_serial_and_parallel_epochs_compile_their_shared_helpers_once():
         assert array_types and len(set(array_types)) == len(array_types), helper.signatures
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_the_serial_products_have_the_bits_of_the_parallel_blocks(dtype):
+    # Where OpenBLAS's cores allow it (_openblas.ROW_SPLIT_EXACT), the serial kernels
+    # compute a product the parallel ones split by rows in one call: the same bits,
+    # checked over random shapes from the split's threshold up, odd sizes and the
+    # workloads' among them, every transposition, and the kernels' alpha and beta.
+    from fastmlp.kernels import dense
+    from fastmlp.kernels._config import PARALLEL_MIN_MACS
+    rng = np.random.default_rng(0)
+    shapes = [(128, 128, 784), (784, 128, 128), (1000, 100, 64), (784, 512, 256), (256, 512, 512)]
+    while len(shapes) < 40:
+        m, n, k = (int(v) for v in rng.integers(1, 1100, 3))
+        if m * n * k >= PARALLEL_MIN_MACS:
+            shapes.append((m, n, k))
+    for i, (m, n, k) in enumerate(shapes):
+        trans_a, trans_b = bool(i % 2), bool(i // 2 % 2)
+        alpha, beta = [(1.0, 0.0), (-0.01, 1.0), (-0.01, 0.999)][i % 3]
+        A, B = rng.normal(size=m * k).astype(dtype), rng.normal(size=k * n).astype(dtype)
+        lda, ldb = m if trans_a else k, k if trans_b else n
+        C = rng.normal(size=m * n).astype(dtype)
+        args = (np.bool_(False), np.bool_(trans_a), np.bool_(trans_b), m, n, k, np.float64(alpha),
+                A, 0, lda, B, 0, ldb, np.float64(beta))
+        serial, blocks = C.copy(), C.copy()
+        dense.product(None, *args, serial, 0, n)
+        dense.gemm_in_blocks(*args, blocks, 0, n)
+        assert serial.tobytes() == blocks.tobytes(), (m, n, k, trans_a, trans_b, alpha, beta)
+
+
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np, fastmlp
     rng = np.random.default_rng(0)
