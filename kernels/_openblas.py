@@ -112,7 +112,7 @@ if LARGE is not None:
 
 # Cores whose gemm gives every element of C the same bits whether C is computed in one
 # call or in blocks of its rows (row-major; of its columns in OpenBLAS's column-major
-# terms) that start at a multiple of ROW_MULTIPLE, 4 in float64 and 12 in float32: the
+# terms) that start at a multiple of ROW_MULTIPLE_FLOAT64 or _FLOAT32 rows: the
 # kernels compute each strip of those columns alike. Not so for blocks of the columns
 # (row-major), at any multiple tried, nor for row blocks that start elsewhere in float32.
 # Measured on scipy-openblas 0.3.34's Haswell kernels, each instance against both, over
@@ -122,7 +122,7 @@ if LARGE is not None:
 # one call (dense.product): the same bits, without the second call's copy of the shared
 # operand into OpenBLAS's packed form (an epoch at 1 thread, float64, side by side:
 # wide 4.3%, mnist 2.2%, deep 2.1% faster).
-ROW_MULTIPLE = {"dgemm": 4, "sgemm": 12}
+ROW_MULTIPLE_FLOAT64, ROW_MULTIPLE_FLOAT32 = 4, 12
 EXACT_ROW_SPLIT_CORES = ("Haswell",)
 
 

@@ -23,7 +23,7 @@ from numba import prange
 from ._blas import gemm
 from ._config import (BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, TRANSPOSED_W_MAX_MACS, index, jit,
                       parallel_jit)
-from ._openblas import ROW_MULTIPLE, ROW_SPLIT_EXACT
+from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
 
@@ -36,13 +36,12 @@ def use_blas(rows, fan_in, fan_out):
 # there, a 0.0): the product path takes its flags and scalars as plain values,
 # so it compiles once per dtype (measured: 4 specialisations cost ~2 s).
 flag, scalar = np.bool_, np.float64
-ROW_MULTIPLE_FLOAT64, ROW_MULTIPLE_FLOAT32 = ROW_MULTIPLE["dgemm"], ROW_MULTIPLE["sgemm"]
 
 
 @jit
 def row_boundary(m, c, itemsize):
-    """Where row block c of CHUNKS of C's m rows starts: at a multiple of ROW_MULTIPLE
-    (see the serial path in product), the one nearest an even split."""
+    """Where row block c of CHUNKS of C's m rows starts: at the multiple of
+    ROW_MULTIPLE_FLOAT64 or _FLOAT32 nearest an even split (see the serial path in product)."""
     if c >= CHUNKS:
         return m
     multiple = ROW_MULTIPLE_FLOAT64 if itemsize == 8 else ROW_MULTIPLE_FLOAT32
