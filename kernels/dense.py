@@ -21,8 +21,8 @@ import numpy as np
 from numba import prange
 
 from ._blas import gemm
-from ._config import (BLAS_MIN_MACS, CHUNKS, PARALLEL_MIN_MACS, TRANSPOSED_W_MAX_MACS, index, jit,
-                      parallel_jit)
+from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS, PARALLEL_MIN_MACS,
+                      TRANSPOSED_W_MAX_MACS, index, jit, parallel_jit)
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
@@ -55,8 +55,8 @@ def row_boundary(m, c, itemsize):
 # bit: see product), and no block sums into another's elements (the weight gradient
 # splits by fan_in, not by batch rows). Which way is measured (1 thread, mnist, wide and
 # deep shapes): by rows for the weight gradient and for float64 forward
-# products, by columns for input gradients and float32 forward products; the
-# other way was 3-15% slower.
+# products, by columns for input gradients and float32 forward products of fewer
+# than FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS rows (_config); the other way was 3-15% slower.
 @jit
 def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                beta, C, c_off, ldc):
@@ -109,7 +109,8 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
     """Z = f(A @ W + bias)."""
     blas = use_blas(rows, fan_in, fan_out)
     if blas:
-        product(parallel, flag(Z.itemsize == 4), flag(False), flag(False), rows, fan_out, fan_in,
+        by_columns = Z.itemsize == 4 and rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
+        product(parallel, flag(by_columns), flag(False), flag(False), rows, fan_out, fan_in,
                 scalar(1.0), A, a_off, fan_in, params, w_off, fan_out, scalar(0.0), Z, z_off, fan_out)
     n_in, n_out, bias = index(fan_in), index(fan_out), index(b_off)
     zero = Z.dtype.type(0)
