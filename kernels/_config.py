@@ -68,12 +68,14 @@ assert TRANSPOSED_W_MAX_MACS <= PARALLEL_MIN_MACS  # dense.input_gradient_produc
 CHUNKS = 2
 
 # A float32 forward product splits by rows from this many batch rows up, by columns
-# below (dense.dense_forward). Its row blocks start at a multiple of 12
-# (_openblas.ROW_MULTIPLE_FLOAT32), which leaves them 12% apart at 64 rows, 6% at 128
-# and 3% at 256; by columns they are even, but each block packs all of A again, and
-# at 1 thread the blocks then run as two calls, not one (dense.product). Measured
-# (epochs side by side, alternating processes): by rows, 1 thread / 2 threads, wide
-# 64 rows 1.055 / 0.954, mnist 128 rows 1.030 / 0.981, deep 256 rows 1.015-1.019 / 0.995.
+# below (dense.dense_forward), where OpenBLAS's kernels give the serial kernels one
+# call for a row split (_openblas.ROW_SPLIT_EXACT); elsewhere by columns at any size.
+# Its row blocks start at a multiple of 12 (_openblas.ROW_MULTIPLE_FLOAT32), which
+# leaves them 12% apart at 64 rows, 6% at 128 and 3% at 256; by columns they are
+# even, but each block packs all of A again, and at 1 thread the blocks then run as
+# two calls, not one (dense.product). Measured (epochs side by side, alternating
+# processes; Zen 3): by rows, 1 thread / 2 threads, wide 64 rows 1.055 / 0.954,
+# mnist 128 rows 1.030 / 0.981, deep 256 rows 1.015-1.019 / 0.995.
 FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS = 256
 
 # Rows a mini-batch gather prefetches ahead (network.gather_rows): 4-16 measured

@@ -109,7 +109,9 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
     """Z = f(A @ W + bias)."""
     blas = use_blas(rows, fan_in, fan_out)
     if blas:
-        by_columns = Z.itemsize == 4 and rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
+        # float32 by rows only where that saves the serial kernels a call (_config)
+        by_columns = Z.itemsize == 4 and (rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
+                                          or not ROW_SPLIT_EXACT)
         product(parallel, flag(by_columns), flag(False), flag(False), rows, fan_out, fan_in,
                 scalar(1.0), A, a_off, fan_in, params, w_off, fan_out, scalar(0.0), Z, z_off, fan_out)
     n_in, n_out, bias = index(fan_in), index(fan_out), index(b_off)
