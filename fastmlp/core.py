@@ -162,11 +162,23 @@ class MLP(BaseMLP):
         """(acts, deltas, x_batch) for batches of up to `cap` rows, kept for reuse."""
         ws = getattr(self, "_ws", None)
         if ws is None or ws[0] != cap:
-            units = sum(self.layer_sizes[1:])
-            ws = (cap, np.empty(cap * units, self.dtype), np.empty(cap * units, self.dtype),
+            size = self._layer_buffer_size(cap)
+            ws = (cap, np.empty(size, self.dtype), np.empty(size, self.dtype),
                   np.empty(cap * self.layer_sizes[0], self.dtype))
             self._ws = ws
         return ws[1:]
+
+    def _kernel_layout(self):
+        """The parameter layout with the kernels' row strides (kernels/network.py), kept."""
+        kept = getattr(self, "_kernel_table", None)
+        if kept is None or kept[0] is not self._layout:
+            kept = (self._layout, network.with_row_strides(self._layout, self.dtype.itemsize))
+            self._kernel_table = kept
+        return kept[1]
+
+    def _layer_buffer_size(self, cap):
+        """Elements of an activation or delta buffer for `cap` rows (kernels/network.py)."""
+        return cap * int(self._kernel_layout()[:, 4].sum())
 
     def _largest_product(self):
         return _largest_product(self.layer_sizes)
@@ -211,8 +223,8 @@ class MLP(BaseMLP):
         adam_m, adam_v = (self._adam_m, self._adam_v) if adam else (None, None)
         arguments = (
             (self.params, self._grads, velocity, adam_m, adam_v, acts, deltas, x_batch),
-            (self._layout, activation, output, self.bias, self.reduction == "mean", batch_size,
-             cast(s.lr), cast(s.momentum), s.nesterov, cast(s.beta_1),
+            (self._kernel_layout(), activation, output, self.bias, self.reduction == "mean",
+             batch_size, cast(s.lr), cast(s.momentum), s.nesterov, cast(s.beta_1),
              cast(s.beta_2), cast(s.epsilon), cast(s.alpha)))
         self._kernel_arguments = (batch_size, s, arguments)
         return arguments
@@ -238,23 +250,21 @@ class MLP(BaseMLP):
     def _forward_rows(self, X):
         single_threaded_blas()
         cap = min(len(X), PREDICT_ROWS)
-        units = sum(self.layer_sizes[1:])
-        acts = np.empty(cap * units, self.dtype)
+        acts = np.empty(self._layer_buffer_size(cap), self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
         _load_loops_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
         context, parallel = _kernel_mode(cap * self._largest_product())
         with context:
-            network.predict_outputs(out, X.reshape(-1), self.params, self._layout, acts, cap,
-                                    activation, output, self.bias, parallel)
+            network.predict_outputs(out, X.reshape(-1), self.params, self._kernel_layout(), acts,
+                                    cap, activation, output, self.bias, parallel)
         return out
 
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
         single_threaded_blas()
         n = data.n_samples
-        units = sum(self.layer_sizes[1:])
-        acts = np.empty(n * units, self.dtype)
-        deltas = np.empty(n * units, self.dtype)
+        acts = np.empty(self._layer_buffer_size(n), self.dtype)
+        deltas = np.empty_like(acts)
         grads = np.empty_like(self.params)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
@@ -263,7 +273,7 @@ class MLP(BaseMLP):
         with context:
             loss = network.loss_and_backward(
                 grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
-                *self._loss_data(data), data.sample_weight, self.params, self._layout, n, activation,
-                output, self.bias, self.reduction == "mean", self.dtype.type(alpha), want_grad,
-                dx.reshape(-1), parallel)
+                *self._loss_data(data), data.sample_weight, self.params, self._kernel_layout(), n,
+                activation, output, self.bias, self.reduction == "mean", self.dtype.type(alpha),
+                want_grad, dx.reshape(-1), parallel)
         return float(loss), grads if want_grad else None, dx if want_input_grad else None

@@ -1,19 +1,21 @@
 """Fully connected layers over flat buffers: forward with a fused bias +
 activation epilogue, and the backward products.
 
-Buffers are 1-D and matrices are addressed by offset: M (r, c) at `off` has
-row i at off + i*c. Small products run as hand-written loops indexed straight
-into the flat buffers (no views: see _config for the unsigned indices that let
-them vectorise). The layer functions are inlined into their callers, as a call
-passes each array as seven words on the stack. Larger products call BLAS's gemm
-on the flat buffers (_blas.py), which needs no views and takes alpha and beta: a
-plain SGD step lands in the weights straight from the weight-gradient product.
+Buffers are 1-D and matrices are addressed by offset and row stride: M (r, c)
+at `off` with stride ld (>= c) has row i at off + i*ld. Small products run as
+hand-written loops indexed straight into the flat buffers (no views: see _config
+for the unsigned indices that let them vectorise). The layer functions are inlined
+into their callers, as a call passes each array as seven words on the stack. Larger
+products call BLAS's gemm on the flat buffers (_blas.py), which needs no views and
+takes alpha and beta: a plain SGD step lands in the weights straight from the
+weight-gradient product.
 Which path runs is decided by size alone, never by thread count.
 
 Legend:  b  rows,  i  fan_in,  o  fan_out
-    A (b, i)  layer input at a_off       W (i, o) at w_off,  bias (o,) at b_off (in params)
-    Z (b, o)  layer output at z_off      D (b, o) deltas (dL/dZ) at d_off
-    dW, dbias in grads at w_off, b_off   dA (b, i) at da_off
+    A (b, i)  layer input at a_off, stride a_ld      W (i, o) at w_off,  bias (o,) at b_off
+    Z (b, o)  layer output at z_off, stride z_ld               (in params, stride o)
+    D (b, o)  deltas (dL/dZ) at d_off, stride d_ld  dA (b, i) at da_off, stride da_ld
+    dW, dbias in grads at w_off, b_off
     scratch   grads, whose layer part at w_off is free while the input gradient runs
     parallel  None: run large products' blocks one after the other (see product)
 """
@@ -104,8 +106,8 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
 
 
 @jit(inline="always")
-def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_out, has_bias,
-                  activation, parallel):
+def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fan_in, fan_out,
+                  has_bias, activation, parallel):
     """Z = f(A @ W + bias)."""
     blas = use_blas(rows, fan_in, fan_out)
     if blas:
@@ -113,7 +115,7 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
         by_columns = Z.itemsize == 4 and (rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
                                           or not ROW_SPLIT_EXACT)
         product(parallel, flag(by_columns), flag(False), flag(False), rows, fan_out, fan_in,
-                scalar(1.0), A, a_off, fan_in, params, w_off, fan_out, scalar(0.0), Z, z_off, fan_out)
+                scalar(1.0), A, a_off, a_ld, params, w_off, fan_out, scalar(0.0), Z, z_off, z_ld)
     n_in, n_out, bias = index(fan_in), index(fan_out), index(b_off)
     zero = Z.dtype.type(0)
     if blas and has_bias and activation == IDENTITY and n_out < index(8):
@@ -122,16 +124,16 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
         for j in range(n_out):
             b = params[bias + j]
             for r in range(index(rows)):
-                Z[index(z_off) + r * n_out + j] += b
+                Z[index(z_off) + r * index(z_ld) + j] += b
         return
     for r in range(index(rows)):
-        z = index(z_off) + r * n_out
+        z = index(z_off) + r * index(z_ld)
         if not blas:
             # dot products summed in registers, eight outputs at a time: accumulating
             # into Z waited on a store per multiply-add, and one output at a time on
             # the previous multiply-add (measured, 13-8-1 at batch 1: 229 and 199 ns/sample
             # against 178; four at a time 202)
-            a = index(a_off) + r * n_in
+            a = index(a_off) + r * index(a_ld)
             eight = n_out // index(8) * index(8)
             for j in range(index(0), eight, index(8)):
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
@@ -167,8 +169,8 @@ def dense_forward(Z, z_off, A, a_off, params, w_off, b_off, rows, fan_in, fan_ou
 
 
 @jit(inline="always")
-def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows, fan_in, fan_out,
-                          decay, has_bias, lr, parallel):
+def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, b_off, rows,
+                          fan_in, fan_out, decay, has_bias, lr, parallel):
     """dW = A.T @ D + decay * W;  dbias = column sums of D.
     lr > 0: plain SGD instead, params -= lr * gradient, with no gradient buffer for
     the weights: W = (1 - lr decay) W - lr A.T @ D, in gemm or in the loops here
@@ -178,11 +180,11 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
     if use_blas(rows, fan_in, fan_out):
         if lr > 0:
             product(parallel, flag(False), flag(True), flag(False), fan_in, fan_out, rows,
-                    scalar(-lr), A, a_off, fan_in, D, d_off, fan_out, scalar(1.0 - lr * decay),
+                    scalar(-lr), A, a_off, a_ld, D, d_off, d_ld, scalar(1.0 - lr * decay),
                     params, w_off, fan_out)
         else:
             product(parallel, flag(False), flag(True), flag(False), fan_in, fan_out, rows,
-                    scalar(1.0), A, a_off, fan_in, D, d_off, fan_out, scalar(0.0), grads, w_off,
+                    scalar(1.0), A, a_off, a_ld, D, d_off, d_ld, scalar(0.0), grads, w_off,
                     fan_out)
             if decay != 0:
                 for p in weights:
@@ -193,7 +195,7 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
             for p in weights:
                 params[p] *= keep
         for r in range(index(rows)):
-            a, d = index(a_off) + r * n_in, index(d_off) + r * n_out
+            a, d = index(a_off) + r * index(a_ld), index(d_off) + r * index(d_ld)
             if n_out < index(4):  # few outputs: the long loop runs over the inputs (same bits)
                 for j in range(n_out):
                     dj, w = D[d + j], index(w_off) + j
@@ -208,7 +210,7 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
         for p in weights:
             grads[p] = decay * params[p]
         for r in range(index(rows)):
-            a, d = index(a_off) + r * n_in, index(d_off) + r * n_out
+            a, d = index(a_off) + r * index(a_ld), index(d_off) + r * index(d_ld)
             for k in range(n_in):
                 ak, g = A[a + k], index(w_off) + k * n_out
                 for j in range(n_out):
@@ -224,13 +226,13 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
             for j in range(n_out):
                 total = D.dtype.type(0)
                 for r in range(index(rows)):
-                    total += D[index(d_off) + r * n_out + j]
+                    total += D[index(d_off) + r * index(d_ld) + j]
                 grads[bias + j] = total
         else:
             for j in range(n_out):
                 grads[bias + j] = 0
             for r in range(index(rows)):
-                d = index(d_off) + r * n_out
+                d = index(d_off) + r * index(d_ld)
                 for j in range(n_out):
                     grads[bias + j] += D[d + j]
         if lr > 0:
@@ -243,17 +245,17 @@ def dense_backward_params(grads, A, a_off, D, d_off, params, w_off, b_off, rows,
 # processes, noisy: +0.3-0.7 s, against +0.7-1.5 s with both inlined into the backward
 # pass, whose inlining dominates the epoch's compile).
 @jit
-def input_gradient_product(dA, da_off, D, d_off, params, w_off, rows, fan_in, fan_out, scratch,
-                           parallel):
+def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows, fan_in, fan_out,
+                           scratch, parallel):
     """dA = D @ W.T in BLAS; small ones as D @ (W.T copied into scratch): see
     _config.TRANSPOSED_W_MAX_MACS (below PARALLEL_MIN_MACS: never split)."""
     if rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
         transpose(scratch, w_off, params, w_off, fan_in, fan_out)
-        gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), D, d_off, fan_out,
-             scratch, w_off, fan_in, scalar(0.0), dA, da_off, fan_in)
+        gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), D, d_off, d_ld,
+             scratch, w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
     else:
         product(parallel, flag(True), flag(False), flag(True), rows, fan_in, fan_out, scalar(1.0),
-                D, d_off, fan_out, params, w_off, fan_out, scalar(0.0), dA, da_off, fan_in)
+                D, d_off, d_ld, params, w_off, fan_out, scalar(0.0), dA, da_off, da_ld)
 
 
 @jit(inline="always")
@@ -267,17 +269,17 @@ def transpose(T, t_off, M, m_off, rows, cols):
 
 
 @jit(inline="always")
-def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fan_in, fan_out,
-                         activation, scratch, parallel):
+def dense_backward_input(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, A, a_off, a_ld, rows,
+                         fan_in, fan_out, activation, scratch, parallel):
     """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor).
     scratch[w_off:] (fan_in * fan_out elements) may be overwritten."""
     if use_blas(rows, fan_in, fan_out):
-        input_gradient_product(dA, da_off, D, d_off, params, w_off, rows, fan_in, fan_out, scratch,
-                               parallel)
+        input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows, fan_in,
+                               fan_out, scratch, parallel)
     else:
         n_in, n_out = index(fan_in), index(fan_out)
         for r in range(index(rows)):
-            d, da = index(d_off) + r * n_out, index(da_off) + r * n_in
+            d, da = index(d_off) + r * index(d_ld), index(da_off) + r * index(da_ld)
             # D's row times W.T, one output at a time: each input's sum runs over the
             # outputs in order, as a dot product per input would, but the loops run over
             # the inputs and vectorise (13-8-1 at batch 1, where each dot product had one
@@ -290,5 +292,10 @@ def dense_backward_input(dA, da_off, D, d_off, params, w_off, A, a_off, rows, fa
                     dA[da + k] += dj * params[w + k * n_out]
     if activation != IDENTITY:
         one = dA.dtype.type(1)
-        for p in range(index(rows * fan_in)):
-            dA[index(da_off) + p] *= derivative_from_output(A[index(a_off) + p], activation, one)
+        # row by row where the rows have gaps; else as one row, one loop
+        gaps = da_ld != fan_in or a_ld != fan_in
+        n_rows, length = (index(rows), index(fan_in)) if gaps else (index(1), index(rows * fan_in))
+        for r in range(n_rows):
+            da, a = index(da_off) + r * index(da_ld), index(a_off) + r * index(a_ld)
+            for p in range(length):
+                dA[da + p] *= derivative_from_output(A[a + p], activation, one)

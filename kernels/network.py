@@ -1,11 +1,13 @@
 """The whole network over flat buffers, and the fused training epoch.
 
 Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
-         n  rows in the data set,  u  units summed over all layers but the input
+         n  rows in the data set,  s  the layers' row strides summed (see layout)
     params, grads (p,)        every W_l (fan_in x fan_out, C order) then b_l, by layer
-    layout (L, 4) int64       per layer: fan_in, fan_out, weight offset, bias offset
-    acts, deltas (cap * u,)   layer l's (cap, fan_out) block starts at cap * (units of
-                              the layers before l); a batch of b rows uses its first b rows
+    layout (L, 5) int64       per layer: fan_in, fan_out, weight offset, bias offset, and
+                              the row stride of its blocks below (from with_row_strides)
+    acts, deltas (cap * s,)   layer l's (cap, fan_out) block, its rows `row stride` apart,
+                              starts at cap * (the strides of the layers before l); a batch
+                              of b rows uses a block's first b rows
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
     X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
     labels (n,), targets (n, k)  as in losses.py; the one the output does not use is None
@@ -22,8 +24,8 @@ batch 1 ~28% slower); forward is not: inlined, it added ~1.5 s to the cold compi
 import numpy as np
 from numba import prange
 
-from ._config import (CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES, PREFETCH_ROWS_AHEAD, jit,
-                      parallel_jit)
+from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES,
+                      PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, jit, parallel_jit)
 from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .checks import all_finite
@@ -32,12 +34,27 @@ from .losses import output_row, softmax_delta, target_delta
 from .optimizers import adam_step, sgd_step
 
 
+def with_row_strides(layout, itemsize):
+    """The parameter layout (L, 4) with the kernels' fifth column: elements from one
+    row of a layer's block to the next in buffers of `itemsize` elements. That is
+    the layer's width, plus a gap where the width's bytes are a multiple of
+    ALIASED_ROW_BYTES (_config), but never in the output layer, which the losses and
+    predictions read as dense rows. (In the table, not worked out in the kernels:
+    there, a few integer operations per layer and batch made 13-8-1 at batch 1 16%
+    slower.)"""
+    strides = [fan_out + ROW_PAD_BYTES // itemsize
+               if l < len(layout) - 1 and fan_out * itemsize % ALIASED_ROW_BYTES == 0 else fan_out
+               for l, fan_out in enumerate(layout[:, 1])]
+    return np.ascontiguousarray(np.column_stack([layout, strides]), dtype=np.int64)
+
+
 @jit
 def block_offset(layout, l, cap):
-    """Where layer l's block starts in an activation or delta buffer."""
+    """Where layer l's block starts in an activation or delta buffer; with l = L,
+    the buffer's length."""
     units = 0
     for k in range(l):
-        units += layout[k, 1]
+        units += layout[k, 4]
     return cap * units
 
 
@@ -45,13 +62,13 @@ def block_offset(layout, l, cap):
 def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, parallel):
     """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
-    inputs, in_off = x, x_off
+    inputs, in_off, in_ld = x, x_off, layout[0, 0]
     for l in range(n_layers):
-        out_off = block_offset(layout, l, cap)
+        out_off, out_ld = block_offset(layout, l, cap), layout[l, 4]
         f = activation if l < n_layers - 1 else IDENTITY
-        dense_forward(acts, out_off, inputs, in_off, params, layout[l, 2], layout[l, 3], rows,
-                      layout[l, 0], layout[l, 1], has_bias, f, parallel)
-        inputs, in_off = acts, out_off
+        dense_forward(acts, out_off, out_ld, inputs, in_off, in_ld, params, layout[l, 2],
+                      layout[l, 3], rows, layout[l, 0], layout[l, 1], has_bias, f, parallel)
+        inputs, in_off, in_ld = acts, out_off, out_ld
     return in_off
 
 
@@ -106,19 +123,20 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
     the gradients come (grads is then scratch)."""
     for l in range(layout.shape[0] - 1, -1, -1):
         fan_in, fan_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        d_off = block_offset(layout, l, cap)
-        # the layer's input: the previous block, or x for the first layer
-        inputs, a_off = (acts, block_offset(layout, l - 1, cap)) if l > 0 else (x, x_off)
+        d_off, d_ld = block_offset(layout, l, cap), layout[l, 4]
+        # the layer's input: the previous block, or x (rows fan_in apart) for the first layer
+        inputs, a_off, a_ld = ((acts, block_offset(layout, l - 1, cap), layout[l - 1, 4])
+                               if l > 0 else (x, x_off, fan_in))
         if l > 0 or dx.shape[0]:
             # the input's delta (before a step changes W): into the previous block, or into
             # dx (no activation there)
             target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
             # (grads' weights of this layer are free until dense_backward_params writes them)
-            dense_backward_input(target, t_off, deltas, d_off, params, w_off, inputs, a_off, b,
-                                 fan_in, fan_out, f, grads, parallel)
+            dense_backward_input(target, t_off, a_ld, deltas, d_off, d_ld, params, w_off, inputs,
+                                 a_off, a_ld, b, fan_in, fan_out, f, grads, parallel)
         if want_grad:
-            dense_backward_params(grads, inputs, a_off, deltas, d_off, params, w_off, b_off, b,
-                                  fan_in, fan_out, decay, has_bias, step_lr, parallel)
+            dense_backward_params(grads, inputs, a_off, a_ld, deltas, d_off, d_ld, params, w_off,
+                                  b_off, b, fan_in, fan_out, decay, has_bias, step_lr, parallel)
 
 
 # The epoch inlines the loss and backward one by one, not this function holding both:

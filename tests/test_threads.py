@@ -14,10 +14,11 @@ import fastmlp
 needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 
 # sizes that take the chunked (parallel) path, at 256 rows with float32's forward
-# product split by rows too (_config.FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS), the
-# single-BLAS path and the loop path
-CASES = [([784, 128, 10], 128), ([784, 256, 10], 256), ([300, 256, 10], 128), ([64, 32, 10], 32),
-         ([13, 8, 1], 8)]
+# product split by rows too (_config.FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS), and with a
+# gap after each hidden row (4 KiB and 8 KiB wide: kernels/network.with_row_strides);
+# the single-BLAS path and the loop path
+CASES = [([784, 128, 10], 128), ([784, 256, 10], 256), ([64, 1024, 10], 64), ([300, 256, 10], 128),
+         ([64, 32, 10], 32), ([13, 8, 1], 8)]
 
 
 def train(sizes, batch, threads, dtype=np.float64):
@@ -38,7 +39,7 @@ def train(sizes, batch, threads, dtype=np.float64):
 
 @needs_two
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("sizes,batch", CASES, ids=["chunked", "chunked-256", "blas", "digits", "tiny"])
+@pytest.mark.parametrize("sizes,batch", CASES, ids=["chunked", "chunked-256", "chunked-gaps", "blas", "digits", "tiny"])
 def test_one_and_two_threads_give_identical_bits(sizes, batch, dtype):
     one, two = train(sizes, batch, 1, dtype), train(sizes, batch, 2, dtype)
     for a, b in zip(one, two):

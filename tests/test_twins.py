@@ -7,7 +7,8 @@ import pytest
 import fastmlp
 import fastmlp.reference
 from conftest import ACTIVATIONS, OUTPUTS, make_targets
-from fastmlp.kernels._config import BLAS_MIN_MACS, TRANSPOSED_W_MAX_MACS
+from fastmlp.kernels import network
+from fastmlp.kernels._config import ALIASED_ROW_BYTES, BLAS_MIN_MACS, TRANSPOSED_W_MAX_MACS
 
 N, SIZES = 23, [5, 7, 4, 3]
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
@@ -114,6 +115,34 @@ def test_layers_wider_than_eight_match(activation, output, batch_size, dtype):
     assert rel_err(fast.forward(X), ref.forward(X)) < tol
     for model in (fast, ref):
         model.fit(X, y, epochs=3, batch_size=batch_size, lr=0.01)
+    assert rel_err(fast.params, ref.params) < tol
+    assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_hidden_rows_with_gaps_match(activation, output, dtype):
+    """Hidden layers 4 KiB wide lie in the kernels' buffers with a gap after each row
+    (kernels/network.with_row_strides); the gaps must not leak into forward, loss, gradients,
+    dL/dX or training, in one call for all rows and in mini-batches."""
+    width = ALIASED_ROW_BYTES // np.dtype(dtype).itemsize
+    sizes = [6, width, width, 3]
+    rng = np.random.default_rng(17)
+    X, y = rng.normal(size=(N, sizes[0])), make_targets(output, N, sizes[-1], rng)
+    fast, ref = (Impl(sizes, activation=activation, output=output, dtype=dtype, random_state=6)
+                 for Impl in (fastmlp.MLP, fastmlp.reference.MLP))
+    strides = network.with_row_strides(fast._layout, np.dtype(dtype).itemsize)[:, 4]
+    assert strides[0] > width and strides[1] > width and strides[2] == 3
+    tol = TOLERANCE[dtype]
+    assert rel_err(fast.forward(X), ref.forward(X)) < tol
+    (loss_f, grads_f), (loss_r, grads_r) = fast.loss_and_grad(X, y), ref.loss_and_grad(X, y)
+    assert abs(loss_f - loss_r) <= tol * abs(loss_r)
+    assert rel_err(grads_f.flat, grads_r.flat) < tol
+    assert rel_err(fast.input_grad(X, y), ref.input_grad(X, y)) < tol
+    for model in (fast, ref):
+        model.fit(X, y, epochs=2, batch_size=1, lr=1e-3)
+        model.fit(X, y, epochs=2, batch_size=8, lr=1e-3, momentum=0.5)
     assert rel_err(fast.params, ref.params) < tol
     assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
 
