@@ -62,6 +62,24 @@ ASSUMED_MACS_PER_SECOND = 1e9
 ASSUMED_SECONDS_PER_BATCH = 1e-4
 
 
+# Byte boundary the model's parameter vector and the kernels' buffers start on: a
+# cache line. NumPy's large arrays start 16 bytes past one (the allocator's header), so
+# half of OpenBLAS's 32-byte float64 loads and stores of them straddled two lines.
+# Measured (1 thread, float64): the deep workload's five 256-row products 19.6 ->
+# 19.2-19.3 ms side by side (float32's: no change); epochs 0.6% (deep), 0.7-1.8% (mnist) and
+# 2.4% (wide) faster (alternating processes).
+ALIGNMENT = 64
+
+
+def aligned_empty(size, dtype):
+    """An uninitialised vector of `size` elements whose data starts on an ALIGNMENT
+    boundary (a view into a slightly longer one)."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(size + ALIGNMENT // dtype.itemsize, dtype)
+    start = -raw.ctypes.data % ALIGNMENT // dtype.itemsize
+    return raw[start:start + size]
+
+
 @dataclass(frozen=True)
 class Gradients:
     """Gradients in the model's layout: `flat` is shaped like `params`;
@@ -319,7 +337,8 @@ class BaseMLP:
             rows.append((fan_in, fan_out, w_off, b_off))
         # int64 table read by the kernels: fan_in, fan_out, weight offset, bias offset
         self._layout = np.array(rows, dtype=np.int64)
-        self.params = np.zeros(offset, dtype=self.dtype)
+        self.params = aligned_empty(offset, self.dtype)
+        self.params.fill(0)
         coefs, intercepts = self.unpack(self.params)
         self._coefs = LayerViews(coefs, "coefs_", self.dtype)
         self._intercepts = LayerViews(intercepts, "intercepts_", self.dtype)
@@ -335,6 +354,9 @@ class BaseMLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        params = aligned_empty(len(self.params), self.params.dtype)  # (a pickle keeps no alignment)
+        params[:] = self.params
+        self.params = params
         coefs, intercepts = self.unpack(self.params)
         self._coefs = LayerViews(coefs, "coefs_", self.dtype)
         self._intercepts = LayerViews(intercepts, "intercepts_", self.dtype)

@@ -30,7 +30,7 @@ import threading
 import numba
 import numpy as np
 
-from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, layer_shapes
+from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, aligned_empty, layer_shapes
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import _blas, network
 from fastmlp.kernels._config import PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
@@ -163,8 +163,8 @@ class MLP(BaseMLP):
         ws = getattr(self, "_ws", None)
         if ws is None or ws[0] != cap:
             size = self._layer_buffer_size(cap)
-            ws = (cap, np.empty(size, self.dtype), np.empty(size, self.dtype),
-                  np.empty(cap * self.layer_sizes[0], self.dtype))
+            ws = (cap, aligned_empty(size, self.dtype), aligned_empty(size, self.dtype),
+                  aligned_empty(cap * self.layer_sizes[0], self.dtype))
             self._ws = ws
         return ws[1:]
 
@@ -213,7 +213,7 @@ class MLP(BaseMLP):
         single_threaded_blas()
         acts, deltas, x_batch = self._workspace(batch_size)
         if getattr(self, "_grads", None) is None or self._grads.shape != self.params.shape:
-            self._grads = np.empty_like(self.params)
+            self._grads = aligned_empty(len(self.params), self.dtype)
         activation, output = self._codes()
         # float64 settings as Python floats: numba types them as float64 too (the same
         # compiled epoch), and reads them ~0.05 us faster each than NumPy scalars
@@ -250,7 +250,7 @@ class MLP(BaseMLP):
     def _forward_rows(self, X):
         single_threaded_blas()
         cap = min(len(X), PREDICT_ROWS)
-        acts = np.empty(self._layer_buffer_size(cap), self.dtype)
+        acts = aligned_empty(self._layer_buffer_size(cap), self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
         _load_loops_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
@@ -263,9 +263,9 @@ class MLP(BaseMLP):
     def _loss_grad(self, data, alpha, want_grad, want_input_grad):
         single_threaded_blas()
         n = data.n_samples
-        acts = np.empty(self._layer_buffer_size(n), self.dtype)
-        deltas = np.empty_like(acts)
-        grads = np.empty_like(self.params)
+        acts = aligned_empty(self._layer_buffer_size(n), self.dtype)
+        deltas = aligned_empty(len(acts), self.dtype)
+        grads = aligned_empty(len(self.params), self.dtype)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
         _load_loops_for(self, n)

@@ -307,6 +307,24 @@ def test_reset_optimizer_forgets_the_momentum():
     np.testing.assert_array_equal(b.params, fresh.params)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_parameters_and_kernel_buffers_start_on_a_cache_line(dtype):
+    """The products' operands start on a cache line (fastmlp._base.ALIGNMENT), also
+    after a pickle or a copy: arrays this large NumPy starts 16 bytes past one."""
+    import copy
+    import pickle
+    from fastmlp._base import ALIGNMENT
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 784)), rng.integers(0, 10, 64)
+    model = fastmlp.MLP([784, 512, 10], dtype=dtype, random_state=0)
+    model.partial_fit(X, y, batch_size=32)
+    buffers = [model.params, model._grads, *model._workspace(32)]
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        np.testing.assert_array_equal(clone.params, model.params)
+        buffers.append(clone.params)
+    assert [b.ctypes.data % ALIGNMENT for b in buffers] == [0] * len(buffers)
+
+
 @pytest.mark.parametrize("Impl", [fastmlp.MLP, fastmlp.reference.MLP], ids=["fastmlp", "reference"])
 def test_pickle_and_deepcopy_keep_views_and_training_state(Impl):
     import copy
