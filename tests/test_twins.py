@@ -119,10 +119,21 @@ def test_layers_wider_than_eight_match(activation, output, batch_size, dtype):
     assert rel_err(fast.loss_curve_, ref.loss_curve_) < tol
 
 
+@pytest.fixture
+def one_thread():
+    """The serial kernels, also on a machine with more cores: at 2 threads large layers
+    would compile the parallel kernels for each output and dtype (~120 s of the suite);
+    tests/test_threads.py checks those give the serial kernels' bits, gaps included."""
+    previous = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(1)
+    yield
+    fastmlp.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_hidden_rows_with_gaps_match(activation, output, dtype):
+def test_hidden_rows_with_gaps_match(activation, output, dtype, one_thread):
     """Hidden layers 4 KiB wide lie in the kernels' buffers with a gap after each row
     (kernels/network.with_row_strides); the gaps must not leak into forward, loss, gradients,
     dL/dX or training, in one call for all rows and in mini-batches."""
@@ -308,7 +319,7 @@ def test_reset_optimizer_forgets_the_momentum():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_parameters_and_kernel_buffers_start_on_a_cache_line(dtype):
+def test_parameters_and_kernel_buffers_start_on_a_cache_line(dtype, one_thread):
     """The products' operands start on a cache line (fastmlp._base.ALIGNMENT), also
     after a pickle or a copy: arrays this large NumPy starts 16 bytes past one."""
     import copy
