@@ -108,9 +108,21 @@ class TrainingData:
         return self.X.shape[0]
 
 
+def _read_only(a):
+    """`a`, or a view of it, that cannot be written through. The kernels take every
+    input array read-only, writable or not: numba compiles a kernel for each set of
+    argument types, and a read-only input (a memmap, joblib's shared arrays,
+    np.load(mmap_mode="r")) would otherwise compile each kernel it reaches again
+    (the training epoch: ~7-10 s cold). Costs ~0.5 us a writable array."""
+    if a.flags.writeable:
+        a = a.view()
+        a.setflags(write=False)
+    return a
+
+
 # The empty fields of TrainingData, shared by every call (an empty array holds nothing to change)
-_NO_LABELS = np.zeros(0, dtype=np.int64)
-_NO_WEIGHTS = {np.dtype(dtype): np.zeros(0, dtype=dtype) for dtype in DTYPES}
+_NO_LABELS = _read_only(np.zeros(0, dtype=np.int64))
+_NO_WEIGHTS = {np.dtype(dtype): _read_only(np.zeros(0, dtype=dtype)) for dtype in DTYPES}
 
 
 @dataclass(frozen=True)  # one instance serves every call with the same arguments (see below)
@@ -215,7 +227,8 @@ def _numeric_array(name, a, dtype):
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
         arr = _contiguous(arr, dtype)
-    if not checks.all_finite(arr.reshape(-1)):  # after the cast: overflow to inf is reported
+    arr = _read_only(arr)  # (before the check: it then compiles for read-only arrays alone)
+    if not checks.all_finite(arr.ravel()):  # after the cast: overflow to inf is reported
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
 
@@ -435,7 +448,7 @@ class BaseMLP:
             raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
         if self.output == "softmax":
             labels = self._softmax_labels(y, k)
-            targets = np.zeros((0, k), dtype=self.dtype)
+            targets = _read_only(np.zeros((0, k), dtype=self.dtype))
         else:
             labels = _NO_LABELS
             if y.ndim == 1 and k == 1:
@@ -447,11 +460,12 @@ class BaseMLP:
                 # integer targets (class labels, counts), the common case: cast and
                 # checked in one compiled pass, not a NumPy cast and then a second pass
                 targets, finite = np.empty(y.shape, self.dtype), True
-                within = checks.cast_within(y.reshape(-1), targets.reshape(-1), low, high)
+                within = checks.cast_within(y.ravel(), targets.ravel(), low, high)
+                targets.setflags(write=False)
             else:
-                targets = _contiguous(y, self.dtype)
+                targets = _read_only(_contiguous(y, self.dtype))
                 # one pass for both checks; after the cast: 1e300 is inf in float32
-                finite, within = checks.finite_within(targets.reshape(-1), low, high)
+                finite, within = checks.finite_within(targets.ravel(), low, high)
             if not finite:
                 raise ValueError(f"y contains NaN or infinity (in {self.dtype})")
             if not within:
@@ -478,18 +492,18 @@ class BaseMLP:
             one_hot = ((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all()
             if not one_hot:
                 raise ValueError("2-D y for a softmax output must be one-hot (one 1 per row, zeros elsewhere)")
-            return np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64)
+            return _read_only(np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64))
         if y.ndim != 1:
             raise ValueError(f"y for a softmax output must be labels (n,) or one-hot (n, {k}); got {y.shape}")
         if y.dtype.kind == "f":
             if (y != np.round(y)).any():
                 raise ValueError("class labels must be whole numbers")
             in_range = not ((y < 0).any() or (y >= k).any())  # before the cast: 1e20 has no int64
-            labels = np.ascontiguousarray(y, dtype=np.int64) if in_range else None
+            labels = _read_only(np.ascontiguousarray(y, dtype=np.int64)) if in_range else None
         else:
             # integer labels, the common case: one compiled pass over their int64
             # copy-or-view (uint64 labels of 2**63 and up wrap to negative: out of range either way)
-            labels = np.ascontiguousarray(y, dtype=np.int64)
+            labels = _read_only(np.ascontiguousarray(y, dtype=np.int64))
             in_range = checks.all_in_range(labels, k)
         if not in_range:
             raise ValueError(f"class labels must lie in 0..{k - 1}; got values from {y.min()} to {y.max()}")

@@ -188,7 +188,7 @@ class MLP(BaseMLP):
         if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
             _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
         context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
-        args = (*arrays, data.X.reshape(-1), *self._loss_data(data), data.sample_weight, order,
+        args = (*arrays, data.X.ravel(), *self._loss_data(data), data.sample_weight, order,
                 *settings, step, parallel)
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
             return network.train_epoch(*args)
@@ -256,7 +256,7 @@ class MLP(BaseMLP):
         _load_loops_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
         context, parallel = _kernel_mode(cap * self._largest_product())
         with context:
-            network.predict_outputs(out, X.reshape(-1), self.params, self._kernel_layout(), acts,
+            network.predict_outputs(out, X.ravel(), self.params, self._kernel_layout(), acts,
                                     cap, activation, output, self.bias, parallel)
         return out
 
@@ -272,7 +272,7 @@ class MLP(BaseMLP):
         context, parallel = _kernel_mode(n * self._largest_product())
         with context:
             loss = network.loss_and_backward(
-                grads, acts, deltas, data.X.reshape(-1), 0, np.arange(n, dtype=np.int64),
+                grads, acts, deltas, data.X.ravel(), 0, np.arange(n, dtype=np.int64),
                 *self._loss_data(data), data.sample_weight, self.params, self._kernel_layout(), n,
                 activation, output, self.bias, self.reduction == "mean", self.dtype.type(alpha),
                 want_grad, dx.reshape(-1), parallel)

@@ -1,10 +1,16 @@
-"""A changed kernel source clears numba's cache of the kernels (numba alone would
-load a cached function whose helper in another file changed)."""
+"""What compiles when: a changed kernel source clears numba's cache of the kernels
+(numba alone would load a cached function whose helper in another file changed), an
+epoch compiles only its output's loss, the small product loops load when first needed,
+and read-only inputs run the kernels writable ones compiled."""
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels import checks, network
 
 TRAIN = "import fastmlp, numpy as np; fastmlp.MLP([3, 2]).fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1)"
 
@@ -95,3 +101,34 @@ def test_the_small_product_loops_load_when_a_call_first_needs_them(tmp_path):
         path.unlink()
     assert run("recompiled.npy") == ["False", "False", "True", "False"]
     assert np.array_equal(np.load(tmp_path / "recompiled.npy"), compiled)
+
+
+def fit_predict_and_grad(output, X, y, w):
+    model = fastmlp.MLP([5, 4, 3], "relu", output, random_state=0)
+    model.fit(X, y, epochs=2, batch_size=8, sample_weight=w)
+    loss, grads = model.loss_and_grad(X, y, sample_weight=w)
+    return model.params, model.predict_proba(X), loss, grads.flat, model.input_grad(X, y)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_read_only_inputs_run_the_kernels_writable_ones_compiled(tmp_path, output):
+    # fastmlp/_base._read_only: every input reaches the kernels read-only, so a memmap
+    # (or joblib's shared arrays) compiles no variant of them (the epoch: ~7-10 s cold)
+    kernels = (network.train_epoch, network.predict_outputs, network.loss_and_backward,
+               checks.all_finite, checks.all_in_range, checks.finite_within)
+    rng = np.random.default_rng(0)
+    X, w = rng.standard_normal((40, 5)), rng.random(40)
+    y = rng.integers(0, 3, 40) if output == "softmax" else rng.integers(0, 2, (40, 3)).astype(float)
+    writable = fit_predict_and_grad(output, X, y, w)
+    compiled = [set(kernel.signatures) for kernel in kernels]
+    assert X.flags.writeable and y.flags.writeable and w.flags.writeable  # the user's, untouched
+
+    np.save(tmp_path / "X.npy", X)
+    X_map = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y_read, w_read = y.copy(), w.copy()
+    y_read.setflags(write=False)
+    w_read.setflags(write=False)
+    read_only = fit_predict_and_grad(output, X_map, y_read, w_read)
+    assert [set(kernel.signatures) for kernel in kernels] == compiled
+    for a, b in zip(writable, read_only):
+        assert np.array_equal(a, b)
