@@ -120,8 +120,9 @@ def _read_only(a):
     return a
 
 
-# The empty fields of TrainingData, shared by every call (an empty array holds nothing to change)
-_NO_LABELS = _read_only(np.zeros(0, dtype=np.int64))
+# The empty fields of TrainingData, shared by every call (an empty array holds nothing to
+# change). The kernels get None for the unused one of labels and targets (core._loss_data)
+_NO_LABELS = np.zeros(0, dtype=np.int64)
 _NO_WEIGHTS = {np.dtype(dtype): _read_only(np.zeros(0, dtype=dtype)) for dtype in DTYPES}
 
 
@@ -448,7 +449,7 @@ class BaseMLP:
             raise ValueError(f"y must hold numbers; got dtype {y.dtype}")
         if self.output == "softmax":
             labels = self._softmax_labels(y, k)
-            targets = _read_only(np.zeros((0, k), dtype=self.dtype))
+            targets = np.zeros((0, k), dtype=self.dtype)
         else:
             labels = _NO_LABELS
             if y.ndim == 1 and k == 1:
