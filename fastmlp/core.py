@@ -30,7 +30,8 @@ import threading
 import numba
 import numpy as np
 
-from fastmlp._base import OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, aligned_empty, layer_shapes
+from fastmlp._base import (OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, NonFiniteRows, aligned_empty,
+                           layer_shapes)
 from fastmlp._threads import single_threaded_blas
 from fastmlp.kernels import _blas, network
 from fastmlp.kernels._config import PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
@@ -154,6 +155,7 @@ def _compiled_draws(rng):
 
 class MLP(BaseMLP):
     __doc__ = BaseMLP.__doc__
+    _CHECKS_X_IN_EPOCH = True  # network.train_epoch's check_x
 
     def _codes(self):
         return HIDDEN_ACTIVATIONS[self.activation], OUTPUTS[self.output]
@@ -188,12 +190,16 @@ class MLP(BaseMLP):
         if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
             _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
         context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
-        args = (*arrays, data.X.ravel(), *self._loss_data(data), data.sample_weight, order,
+        args = (*arrays, data.X.ravel(), data.X_unchecked, *self._loss_data(data), data.sample_weight, order,
                 *settings, step, parallel)
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
-            return network.train_epoch(*args)
-        with context:
-            return network.train_epoch(*args)
+            loss, finite, rows_finite = network.train_epoch(*args)
+        else:
+            with context:
+                loss, finite, rows_finite = network.train_epoch(*args)
+        if not rows_finite:
+            raise NonFiniteRows
+        return loss, finite
 
     def _loss_data(self, data):
         """(labels, targets) for the kernels: the softmax's labels and None, or None and

@@ -10,6 +10,7 @@ Legend:  L  layers,  b  rows in a batch,  cap  rows the workspace holds,
                               of b rows uses a block's first b rows
     x_batch (cap * n_in,)     the batch's input rows, gathered in epoch order
     X (n * n_in,)             the data, row-major;  order (n,)  this epoch's row order
+    check_x                   check X's rows for NaN and infinity as they are read
     labels (n,), targets (n, k)  as in losses.py; the one the output does not use is None
     parallel                  None: serial kernels only, same results (see dense.product)
 
@@ -28,7 +29,7 @@ from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN
                       PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, jit, parallel_jit)
 from ._memory import copy, prefetch
 from .activations import IDENTITY
-from .checks import all_finite
+from .checks import all_finite, finite_run
 from .dense import dense_backward_input, dense_backward_params, dense_forward
 from .losses import output_row, softmax_delta, target_delta
 from .optimizers import adam_step, sgd_step
@@ -169,9 +170,11 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
 
 
 @jit
-def gather_rows(x_batch, X, order, start, stop, n_in, first, last):
+def gather_rows(x_batch, X, order, start, stop, n_in, first, last, check):
     """Rows first..last-1 of the batch: x_batch row r = X row order[start + r], prefetching
-    a few rows ahead when X is large (see PREFETCH_MIN_BYTES)."""
+    a few rows ahead when X is large (see PREFETCH_MIN_BYTES). Returns False if `check`
+    and a copied row holds a NaN or infinity (checked in the cache, just copied)."""
+    bad = False
     line = max(1, 64 // X.itemsize)  # elements per 64-byte cache line
     limit = order.shape[0] if X.shape[0] * X.itemsize >= PREFETCH_MIN_BYTES else 0
     for r in range(first, last):
@@ -182,36 +185,50 @@ def gather_rows(x_batch, X, order, start, stop, n_in, first, last):
                 prefetch(X, nxt + j)
         src = order[start + r] * n_in
         copy(x_batch, r * n_in, X, src, n_in)  # a memcpy: 1.5x an element loop at 784
+        if check:  # (the row just copied, in the cache: an element loop copying and
+            # checking at once ran no faster)
+            bad |= not finite_run(x_batch, r * n_in, n_in)
+    return not bad
 
 
 @parallel_jit
-def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in):
+def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in, check, verdicts):
     """The batch's rows in CHUNKS blocks, copied in parallel (a copy: any split gives
-    the same bits)."""
+    the same bits); block c leaves gather_rows' answer in verdicts[c] (1: finite), as a
+    reduction over prange would allocate."""
     b = stop - start
     for c in prange(CHUNKS):
-        gather_rows(x_batch, X, order, start, stop, n_in, b * c // CHUNKS, b * (c + 1) // CHUNKS)
+        verdicts[c] = gather_rows(x_batch, X, order, start, stop, n_in, b * c // CHUNKS,
+                                  b * (c + 1) // CHUNKS, check)
 
 
 @jit
-def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, parallel):
+def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, check, scratch, parallel):
     """x_batch = the rows order[start:stop] of X (row-major, flat); in parallel blocks
-    when the first layer's products run in them (so no other size turns parallel)."""
+    when the first layer's products run in them (so no other size turns parallel).
+    Returns False if `check` and a row holds a NaN or infinity. scratch: CHUNKS free
+    elements (the parallel blocks' answers)."""
     if parallel is not None:  # a plain `is None` test: numba drops the branch for None
         if (stop - start) * n_in * fan_out >= PARALLEL_MIN_MACS:
-            gather_rows_in_blocks(x_batch, X, order, start, stop, n_in)
-            return
+            gather_rows_in_blocks(x_batch, X, order, start, stop, n_in, check, scratch)
+            finite = True
+            for c in range(CHUNKS):
+                finite = finite and scratch[c] == 1
+            return finite
     # np.int64(0), not 0: a literal 0 would compile gather_rows a second time
-    gather_rows(x_batch, X, order, start, stop, n_in, np.int64(0), stop - start)
+    return gather_rows(x_batch, X, order, start, stop, n_in, np.int64(0), stop - start, check)
 
 
 @jit
 def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
-                X, labels, targets, sample_weight, order, layout, activation, output, has_bias, mean,
-                batch_size, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha, step, parallel):
+                X, check_x, labels, targets, sample_weight, order, layout, activation, output,
+                has_bias, mean, batch_size, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha, step, parallel):
     """One epoch of mini-batch descent over X in `order`; returns the epoch loss
-    (scikit-learn's: mean of batch losses weighted by batch rows, or their sum) and
-    whether the weights and the optimizer state the next step uses are all finite.
+    (scikit-learn's: mean of batch losses weighted by batch rows, or their sum),
+    whether the weights and the optimizer state the next step uses are all finite, and
+    True. With check_x, each mini-batch's rows of X are checked for NaN and infinity as
+    they are gathered (X is not checked before, fastmlp._base.X_CHECK_IN_EPOCH_MIN_BYTES):
+    at the first batch with one, the epoch stops before its step and returns False last.
 
     The optimizer is told by its state: adam_m and adam_v for Adam, velocity for SGD
     with momentum, each None when unused (so plain SGD has all three None). numba drops
@@ -236,9 +253,14 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
         rows = order[start:stop]
         if stop - start == 1:  # one row: read in place, no copy
             x, x_off = X, order[start] * n_in
+            x_finite = not check_x or finite_run(X, x_off, n_in)
         else:
-            gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], parallel)
+            # (deltas: free until the loss writes them)
+            x_finite = gather_batch(x_batch, X, order, start, stop, n_in, layout[0, 1], check_x,
+                                    deltas, parallel)
             x, x_off = x_batch, np.int64(0)
+        if not x_finite:
+            return epoch_loss, True, False
         logits = forward(acts, x, x_off, params, layout, batch_size, stop - start, activation,
                          has_bias, parallel)
         inv_norm = inverse_normaliser(rows, sample_weight, mean)
@@ -268,7 +290,7 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
         finite = finite and all_finite(adam_m) and all_finite(adam_v)
     elif velocity is not None:
         finite = finite and all_finite(velocity)
-    return (epoch_loss / n if mean else epoch_loss), finite
+    return (epoch_loss / n if mean else epoch_loss), finite, True
 
 
 @jit

@@ -12,13 +12,18 @@ import pytest
 import fastmlp
 from fastmlp.reference import MLP as ReferenceMLP
 
-IMPLEMENTATIONS = [ReferenceMLP] + ([fastmlp.MLP] if hasattr(fastmlp, "MLP") else [])
-IDS = ["reference", "fastmlp"][: len(IMPLEMENTATIONS)]
+# (implementation, whether training checks X for NaN/inf in its first epoch, as fastmlp
+# does for a large X: fastmlp._base.X_CHECK_IN_EPOCH_MIN_BYTES, here lowered to 0)
+IMPLEMENTATIONS = {"reference": (ReferenceMLP, False), "fastmlp": (fastmlp.MLP, False),
+                   "fastmlp-X-in-epoch": (fastmlp.MLP, True)}
 
 
-@pytest.fixture(params=IMPLEMENTATIONS, ids=IDS)
-def MLP(request):
-    return request.param
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def MLP(request, monkeypatch):
+    cls, in_epoch = IMPLEMENTATIONS[request.param]
+    if in_epoch:
+        monkeypatch.setattr(fastmlp._base, "X_CHECK_IN_EPOCH_MIN_BYTES", 0)
+    return cls
 
 
 N, D = 6, 3
@@ -333,6 +338,26 @@ def test_bad_alpha_in_loss(MLP, method, alpha):
             r"alpha must be", X, y)
 
 
+def test_rejected_adam_call_leaves_its_moments_and_step_count_alone(MLP):
+    """As above for Adam, whose step count sets the size of its next steps; the NaN is
+    in the second mini-batch, so a step was taken before it is found in the epoch."""
+    X, y = valid_X(), CONFIGS["softmax"][1]
+    nan_last = X.copy()
+    nan_last[-1, 0] = np.nan
+    kw = dict(batch_size=4, lr=0.1, optimizer="adam", shuffle=False)
+    models = [MLP(CONFIGS["softmax"][0], "relu", "softmax", random_state=5) for _ in range(2)]
+    for model in models:
+        model._batches_per_call = lambda batch_size: 1  # the step count grows between calls
+        model.partial_fit(X, y, **kw)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        models[0].partial_fit(nan_last, y, **kw)
+    for model in models:
+        for _ in range(3):
+            model.partial_fit(X, y, **kw)
+    np.testing.assert_array_equal(models[0].params, models[1].params)
+    assert models[0].loss_curve_ == models[1].loss_curve_
+
+
 def test_rejected_call_leaves_hidden_state_alone(MLP):
     """A rejected partial_fit neither resets the momentum velocity nor draws from the
     random generator: the next good calls continue exactly as if it never happened."""
@@ -350,6 +375,16 @@ def test_rejected_call_leaves_hidden_state_alone(MLP):
             models[0].partial_fit(X, y, **{"batch_size": 4, "lr": 0.1, "momentum": 0.9, **kw})
     with pytest.raises(ValueError):
         models[0].partial_fit(X, np.full(N, 7), batch_size=4, lr=0.1, momentum=0.9)
+    # a NaN in X, also where it is found in the epoch (after steps, and after the Adam
+    # call reset the optimizer state, or fit did)
+    nan_last = X.copy()
+    nan_last[-1, 0] = np.nan  # in the second mini-batch, unshuffled
+    for X_bad, kw in ((with_nan(X), {}), (with_nan(X), dict(batch_size=1)),
+                      (with_nan(X), dict(optimizer="adam")), (nan_last, dict(shuffle=False))):
+        with pytest.raises(ValueError, match="X contains NaN"):
+            models[0].partial_fit(X_bad, y, **{"batch_size": 4, "lr": 0.1, "momentum": 0.9, **kw})
+    with pytest.raises(ValueError, match="X contains NaN"):
+        models[0].fit(with_nan(X), y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
     for model in models:
         model.partial_fit(X, y, batch_size=4, lr=0.1, momentum=0.9)  # continues the velocity
     np.testing.assert_array_equal(models[0].params, models[1].params)

@@ -145,3 +145,33 @@ def test_the_compiling_process_and_the_cached_ones_agree(tmp_path):
     for run in runs:
         assert run.returncode == 0, run.stderr
     assert runs[0].stdout == runs[1].stdout
+
+
+@needs_two
+def test_a_nan_in_a_large_X_is_found_by_the_parallel_gather():
+    # An X of X_CHECK_IN_EPOCH_MIN_BYTES or more is checked for NaN as the epoch gathers
+    # its rows; at 2 threads a 784-128-10 model at batch 128 gathers in parallel blocks.
+    from fastmlp._base import X_CHECK_IN_EPOCH_MIN_BYTES
+    rng = np.random.default_rng(3)
+    n = X_CHECK_IN_EPOCH_MIN_BYTES // (784 * 8) + 1
+    X, y = rng.normal(size=(n, 784)), rng.integers(0, 10, n)
+    kw = dict(batch_size=128, lr=0.01, momentum=0.9, shuffle=False)
+    models = [fastmlp.MLP([784, 128, 10], random_state=0) for _ in range(2)]
+    previous = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(2)
+    try:
+        for model in models:
+            model.partial_fit(X, y, **kw)
+        before = models[0].params.copy()
+        for row in (0, 5 * 128 + 100, n - 1):  # the first block, the second, the last batch's
+            X_bad = X.copy()
+            X_bad[row, 400] = np.inf
+            with pytest.raises(ValueError, match="X contains NaN or infinity"):
+                models[0].partial_fit(X_bad, y, **kw)
+            assert np.array_equal(models[0].params, before)
+        for model in models:
+            model.partial_fit(X, y, **kw)
+    finally:
+        fastmlp.set_num_threads(previous)
+    assert np.array_equal(models[0].params, models[1].params)
+    assert models[0].loss_curve_ == models[1].loss_curve_
