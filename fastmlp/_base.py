@@ -252,8 +252,13 @@ def _numeric_array(name, a, dtype, check_finite=True):
     return arr
 
 
+def _all_finite(a):
+    """No NaN or infinity in the float array a (C-contiguous)."""
+    return checks.all_finite(a.ravel(), 0, a.size)
+
+
 def _check_finite(name, arr):
-    if not checks.all_finite(arr.ravel()):  # after a cast: overflow to inf is reported
+    if not _all_finite(arr):  # after a cast: overflow to inf is reported
         raise ValueError(f"{name} contains NaN or infinity")
 
 
@@ -617,11 +622,11 @@ class BaseMLP:
     def _state_is_finite(self, settings):
         """Weights, and the optimizer state the next step will use, hold no NaN/inf
         (the reference's check after each call; the compiled epoch makes its own)."""
-        if not checks.all_finite(self.params):
+        if not _all_finite(self.params):
             return False
         if settings.name == "adam":
-            return checks.all_finite(self._adam_m) and checks.all_finite(self._adam_v)
-        return settings.momentum == 0 or checks.all_finite(self._velocity)
+            return _all_finite(self._adam_m) and _all_finite(self._adam_v)
+        return settings.momentum == 0 or _all_finite(self._velocity)
 
     def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
                beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh, order=None):

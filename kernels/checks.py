@@ -14,16 +14,10 @@ from ._config import index, jit
 
 
 @jit
-def all_finite(a):
-    """No NaN or infinity in the 1-D float array a."""
-    return finite_run(a, 0, a.shape[0])
-
-
-@jit
-def finite_run(a, start, count):
-    """No NaN or infinity in a[start:start + count] (a 1-D float array)."""
+def all_finite(a, start, stop):
+    """No NaN or infinity in a[start:stop] (a 1-D float array)."""
     bad = False
-    for i in range(index(start), index(start + count)):
+    for i in range(index(start), index(stop)):
         bad |= not (np.abs(a[i]) < np.inf)  # False for NaN and +-inf
     return not bad
 

@@ -17,7 +17,10 @@ def test_all_finite_and_finite_within_match_numpy(n, dtype):
             a[rng.integers(n)] = SPECIAL[trial % 3]
         low, high = sorted(rng.normal(size=2) * 4)
         finite = bool(np.isfinite(a).all())
-        assert checks.all_finite(a) == finite
+        assert checks.all_finite(a, 0, n) == finite
+        if n:  # a part of a: the special value inside it or outside
+            start, stop = sorted(rng.integers(0, n + 1, 2))
+            assert checks.all_finite(a, start, stop) == bool(np.isfinite(a[start:stop]).all())
         got_finite, got_within = checks.finite_within(a, low, high)
         assert got_finite == finite
         with np.errstate(invalid="ignore"):
