@@ -650,8 +650,9 @@ class BaseMLP:
         model; partial_fit raises KeyboardInterrupt, so that loops calling it
         (a user's, the estimators', the CLI's) stop at the first Ctrl-C."""
         # Check everything before touching the model: a rejected call changes nothing.
-        # (A large X's NaN/inf check runs in the first epoch, the last check to fail:
-        # the model is then given back its state from before the call.)
+        # (Except the NaN/inf check of an X of X_CHECK_IN_EPOCH_MIN_BYTES or more, which the
+        # first epoch makes after every other check has passed: if a row fails it, the
+        # model gets back its state from before the call.)
         batch_size = _positive_int("batch_size", batch_size)
         settings = self._check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon)
         data = self._check_data(X, y, sample_weight, self._CHECKS_X_IN_EPOCH and order is None)

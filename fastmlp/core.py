@@ -190,8 +190,8 @@ class MLP(BaseMLP):
         if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
             _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
         context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
-        args = (*arrays, data.X.ravel(), data.X_unchecked, *self._loss_data(data), data.sample_weight, order,
-                *settings, step, parallel)
+        args = (*arrays, data.X.ravel(), data.X_unchecked, *self._loss_data(data),
+                data.sample_weight, order, *settings, step, parallel)
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
             loss, finite, rows_finite = network.train_epoch(*args)
         else:

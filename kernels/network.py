@@ -222,7 +222,8 @@ def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, check, scratch, 
 @jit
 def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
                 X, check_x, labels, targets, sample_weight, order, layout, activation, output,
-                has_bias, mean, batch_size, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha, step, parallel):
+                has_bias, mean, batch_size, lr, momentum, nesterov, beta_1, beta_2, epsilon, alpha,
+                step, parallel):
     """One epoch of mini-batch descent over X in `order`; returns the epoch loss
     (scikit-learn's: mean of batch losses weighted by batch rows, or their sum),
     whether the weights and the optimizer state the next step uses are all finite, and
