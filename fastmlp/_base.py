@@ -622,11 +622,16 @@ class BaseMLP:
     def _state_is_finite(self, settings):
         """Weights, and the optimizer state the next step will use, hold no NaN/inf
         (the reference's check after each call; the compiled epoch makes its own)."""
-        if not _all_finite(self.params):
-            return False
+        for array in (self.params, *self._optimizer_state(settings)):
+            if not _all_finite(array):
+                return False
+        return True
+
+    def _optimizer_state(self, settings):
+        """The optimizer state arrays that steps with these settings read and write."""
         if settings.name == "adam":
-            return _all_finite(self._adam_m) and _all_finite(self._adam_v)
-        return settings.momentum == 0 or _all_finite(self._velocity)
+            return self._adam_m, self._adam_v
+        return (self._velocity,) if settings.momentum != 0 else ()
 
     def _train(self, X, y, epochs, batch_size, lr, optimizer, momentum, nesterov, alpha,
                beta_1, beta_2, epsilon, shuffle, sample_weight, verbose, fresh, order=None):
@@ -736,13 +741,9 @@ class BaseMLP:
         rng = self._rng
         rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.get_state()
         arrays = ()
-        if getattr(self, "_velocity", None) is not None:
-            if resets:
-                arrays = (self._velocity, self._adam_m, self._adam_v)
-            elif settings.name == "adam":
-                arrays = (self._adam_m, self._adam_v)
-            elif settings.momentum != 0:
-                arrays = (self._velocity,)
+        if getattr(self, "_velocity", None) is not None:  # (else the reset makes them)
+            arrays = ((self._velocity, self._adam_m, self._adam_v) if resets
+                      else self._optimizer_state(settings))
         attributes = {name: getattr(self, name, None) for name in ("_optimizer_name", "_settings")}
         return attributes, getattr(self, "_adam_step", 0), rng_state, [(a, a.copy()) for a in arrays]
 
