@@ -45,7 +45,7 @@ from numba.extending import intrinsic
 from numba.np import numpy_support
 
 from . import small_gemm
-from ._config import OPTIONS, SMALL_GEMM_MAX_MACS, jit
+from ._config import OPTIONS, SMALL_GEMM_MAX_MACS, inner_jit
 from ._openblas import GEMM, SMALL_MAX_MACS
 
 _NAMES = {types.float64: "dgemm", types.float32: "sgemm"}
@@ -204,7 +204,7 @@ _fortran_gemm, _fortran_gemm_large = _fortran_gemm_of(False), _fortran_gemm_of(T
 _fortran_loops = _fortran_gemm_of(LOOPS)
 
 
-@jit
+@inner_jit
 def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
     """C (m, n) = alpha op(A) op(B) + beta C, row-major, on flat buffers (see the legend).
 

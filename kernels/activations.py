@@ -8,19 +8,19 @@ post-activation buffers are kept: relu a>0, sigmoid a(1-a), tanh 1-a^2.
 """
 import numpy as np
 
-from ._config import index, jit
+from ._config import index, inner_jit, jit
 
 RELU, SIGMOID, TANH, IDENTITY = 0, 1, 2, 3
 
 
-@jit
+@inner_jit
 def sigmoid_from(e, z):
     """sigmoid(z) given e = exp(-|z|): an exp of a non-positive number only, finite for
     any z, float32 or float64 (the sigmoid loss shares e with its log1p)."""
     return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
 
 
-@jit
+@inner_jit
 def sigmoid(z):
     return sigmoid_from(np.exp(-abs(z)), z)
 
@@ -41,7 +41,7 @@ def activate(z, start, m, activation):
             z[j] = np.tanh(z[j])
 
 
-@jit
+@inner_jit
 def derivative_from_output(a, activation, one):
     """f'(z) from a = f(z), for one scalar; one = 1 in a's type (a float literal
     would make a float32 model's derivatives float64)."""

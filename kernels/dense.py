@@ -24,12 +24,12 @@ from numba import prange
 
 from ._blas import gemm
 from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS, PARALLEL_MIN_MACS,
-                      TRANSPOSED_W_MAX_MACS, index, jit, parallel_jit)
+                      TRANSPOSED_W_MAX_MACS, index, inner_jit, jit, parallel_jit)
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
 
-@jit
+@inner_jit
 def use_blas(rows, fan_in, fan_out):
     return rows * fan_in * fan_out >= BLAS_MIN_MACS
 
@@ -40,7 +40,7 @@ def use_blas(rows, fan_in, fan_out):
 flag, scalar = np.bool_, np.float64
 
 
-@jit
+@inner_jit
 def row_boundary(m, c, itemsize):
     """Where row block c of CHUNKS of C's m rows starts: at the multiple of
     ROW_MULTIPLE_FLOAT64 or _FLOAT32 nearest an even split (see the serial path in product)."""
@@ -59,7 +59,7 @@ def row_boundary(m, c, itemsize):
 # deep shapes): by rows for the weight gradient and for float64 forward
 # products, by columns for input gradients and float32 forward products of fewer
 # than FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS rows (_config); the other way was 3-15% slower.
-@jit
+@inner_jit
 def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                beta, C, c_off, ldc):
     """Block c of CHUNKS of the product (see above)."""
@@ -83,7 +83,7 @@ def gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, ld
                    b_off, ldb, beta, C, c_off, ldc)
 
 
-@jit
+@inner_jit
 def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
             ldb, beta, C, c_off, ldc):
     """gemm (see _blas.py); from PARALLEL_MIN_MACS multiply-adds up in CHUNKS blocks, run
@@ -244,7 +244,7 @@ def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, 
 # of the ways tried, the one that added least to a cold compile (13-8-10, alternating
 # processes, noisy: +0.3-0.7 s, against +0.7-1.5 s with both inlined into the backward
 # pass, whose inlining dominates the epoch's compile).
-@jit
+@inner_jit
 def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows, fan_in, fan_out,
                            scratch, parallel):
     """dA = D @ W.T in BLAS; small ones as D @ (W.T copied into scratch): see

@@ -21,7 +21,7 @@ No one-hot matrices, no Jacobians, no temporaries.
 """
 import numpy as np
 
-from ._config import index, jit
+from ._config import index, inner_jit, jit
 from ._exp import exp
 from ._log1p import log1p
 from .activations import sigmoid, sigmoid_from
@@ -39,7 +39,7 @@ SIGMOID_BLOCK_MIN = 8
 # Called, not inlined: it compiles once per dtype, and the epoch's compile does not
 # carry log1p's inlined code. Measured side by side (13-8-1, batch 32): inlined, the
 # epoch was 0.8 us faster but its compile ~1.5 s slower (8.9-9.6 s against 7.7-9.0).
-@jit
+@inner_jit
 def sigmoid_block(Z, z_off, D, d_off, count):
     """Z = sigmoid(Z) over the `count` logits at z_off, each adding its loss's log term
     log1p(exp(-|z|)) into D at d_off. One exp for both; the loop vectorises."""
@@ -59,7 +59,7 @@ SOFTMAX_BLOCK_MIN = 2
 
 
 # Called, not inlined, as sigmoid_block
-@jit
+@inner_jit
 def exp_block(Z, z_off, count):
     """Z = exp(Z) over the `count` values at z_off, in one loop that vectorises."""
     for p in range(index(count)):

@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES,
-                      PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, jit, parallel_jit)
+                      PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, inner_jit, jit, parallel_jit)
 from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .checks import all_finite
@@ -49,7 +49,7 @@ def with_row_strides(layout, itemsize):
     return np.ascontiguousarray(np.column_stack([layout, strides]), dtype=np.int64)
 
 
-@jit
+@inner_jit
 def block_offset(layout, l, cap):
     """Where layer l's block starts in an activation or delta buffer; with l = L,
     the buffer's length."""
@@ -59,7 +59,7 @@ def block_offset(layout, l, cap):
     return cap * units
 
 
-@jit
+@inner_jit
 def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, parallel):
     """Every layer's activations for `rows` rows of x at x_off; returns the logits' offset."""
     n_layers = layout.shape[0]
@@ -73,7 +73,7 @@ def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, par
     return in_off
 
 
-@jit
+@inner_jit
 def l2_penalty(params, layout):
     """1/2 sum of squared weights (biases excluded)."""
     total = 0.0
@@ -169,7 +169,7 @@ def loss_and_backward(grads, acts, deltas, x, x_off, rows, labels, targets, samp
     return loss
 
 
-@jit
+@inner_jit
 def gather_rows(x_batch, X, order, start, stop, n_in, first, last, check):
     """Rows first..last-1 of the batch: x_batch row r = X row order[start + r], prefetching
     a few rows ahead when X is large (see PREFETCH_MIN_BYTES). Returns False if `check`
@@ -202,7 +202,7 @@ def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in, check, verdicts)
                                   b * (c + 1) // CHUNKS, check)
 
 
-@jit
+@inner_jit
 def gather_batch(x_batch, X, order, start, stop, n_in, fan_out, check, scratch, parallel):
     """x_batch = the rows order[start:stop] of X (row-major, flat); in parallel blocks
     when the first layer's products run in them (so no other size turns parallel).

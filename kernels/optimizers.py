@@ -9,10 +9,10 @@ Adam:  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 """
 import numpy as np
 
-from ._config import jit
+from ._config import inner_jit
 
 
-@jit
+@inner_jit
 def sgd_step(params, grads, velocity, lr, momentum, nesterov):
     if momentum == 0:
         for i in range(params.shape[0]):
@@ -24,7 +24,7 @@ def sgd_step(params, grads, velocity, lr, momentum, nesterov):
         params[i] += momentum * v - lr * grads[i] if nesterov else v
 
 
-@jit
+@inner_jit
 def adam_step(params, grads, m, v, lr, beta_1, beta_2, epsilon, step):
     step_lr = lr * np.sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
     for i in range(params.shape[0]):

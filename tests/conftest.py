@@ -1,5 +1,8 @@
+import numba
 import numpy as np
 import pytest
+
+from fastmlp.kernels import _blas, dense
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
 OUTPUTS = ["identity", "sigmoid", "softmax", "exp"]
@@ -14,6 +17,20 @@ def make_targets(output, n, k, rng):
     if output == "exp":
         return rng.poisson(2.0, (n, k)).astype(np.float64)
     return rng.normal(size=(n, k))
+
+
+# The kernels' gemm and product are inner_jit kernels (kernels/_config.py): only compiled
+# code can call them
+@numba.njit
+def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+    _blas.gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+
+
+@numba.njit
+def serial_product(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
+                   beta, C, c_off, ldc):
+    dense.product(None, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+                  ldb, beta, C, c_off, ldc)
 
 
 @pytest.fixture

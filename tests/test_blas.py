@@ -11,11 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 
-from fastmlp.kernels._blas import gemm
-
 CHECK = textwrap.dedent("""
+    import numba
     import numpy as np
-    from fastmlp.kernels._blas import gemm
+    from fastmlp.kernels import _blas
+
+    @numba.njit  # _blas.gemm is an inner_jit kernel: only compiled code calls it
+    def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+        _blas.gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
 
     def check(dtype, seed, trials, large=0):
         # `large` more trials of 101-180 rows, columns and depth: above SMALL_MAX_MACS

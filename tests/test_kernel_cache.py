@@ -1,11 +1,17 @@
 """What compiles when: a changed kernel source clears numba's cache of the kernels
 (numba alone would load a cached function whose helper in another file changed), an
 epoch compiles only its output's loss, the small product loops load when first needed,
-and read-only inputs run the kernels writable ones compiled."""
+read-only inputs run the kernels writable ones compiled, and the kernels fastmlp calls from
+Python have the wrapper that call needs."""
+import ast
+import importlib
 import os
+import pathlib
 import subprocess
 import sys
+import types
 
+import numba
 import numpy as np
 import pytest
 
@@ -132,3 +138,29 @@ def test_read_only_inputs_run_the_kernels_writable_ones_compiled(tmp_path, outpu
     assert [set(kernel.signatures) for kernel in kernels] == compiled
     for a, b in zip(writable, read_only):
         assert np.array_equal(a, b)
+
+
+def test_every_kernel_fastmlp_calls_from_python_has_its_python_wrapper():
+    # An inner_jit kernel (kernels/_config.py) has no wrapper to call it from Python, and
+    # a call from Python crashes the process: none of fastmlp's Python code may call one.
+    called = set()
+    for path in pathlib.Path(fastmlp.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {}  # names fastmlp.kernels gives this file
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fastmlp.kernels"):
+                module = importlib.import_module(node.module)
+                imported.update((a.asname or a.name, getattr(module, a.name)) for a in node.names)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            function = node.func
+            if isinstance(function, ast.Name):
+                called.add(imported.get(function.id))
+            elif isinstance(function, ast.Attribute) and isinstance(function.value, ast.Name):
+                module = imported.get(function.value.id)
+                if isinstance(module, types.ModuleType):
+                    called.add(getattr(module, function.attr, None))
+    kernels = {f for f in called if isinstance(f, numba.core.registry.CPUDispatcher)}
+    assert {network.train_epoch, network.predict_outputs, checks.all_finite} <= kernels
+    assert [k.__name__ for k in kernels if k.targetoptions.get("no_cpython_wrapper")] == []

@@ -6,6 +6,7 @@ buffer's end is read (B and C end where the product does)."""
 import numpy as np
 import pytest
 
+from conftest import gemm
 from fastmlp.kernels.small_gemm import small_gemm
 
 
@@ -46,7 +47,7 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
     # _blas.gemm sends products below SMALL_GEMM_MAX_MACS with B as stored here (through
     # a C callback, once loaded), so both give the same bits; OpenBLAS's sums differ in
     # the last ones
-    from fastmlp.kernels._blas import gemm, load_loops
+    from fastmlp.kernels._blas import load_loops
     load_loops(dtype)
     rng = np.random.default_rng(0)
     # (8 x 1 from A.T: one contiguous column, run as the row C.T = B.T @ A: the same sums)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from conftest import serial_product
 
 needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 
@@ -83,7 +84,7 @@ def test_the_serial_products_have_the_bits_of_the_parallel_blocks(dtype):
         args = (np.bool_(False), np.bool_(trans_a), np.bool_(trans_b), m, n, k, np.float64(alpha),
                 A, 0, lda, B, 0, ldb, np.float64(beta))
         serial, blocks = C.copy(), C.copy()
-        dense.product(None, *args, serial, 0, n)
+        serial_product(*args, serial, 0, n)
         dense.gemm_in_blocks(*args, blocks, 0, n)
         assert serial.tobytes() == blocks.tobytes(), (m, n, k, trans_a, trans_b, alpha, beta)
 
