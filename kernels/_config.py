@@ -37,15 +37,16 @@ OPTIONS = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=False)
 # numba builds two wrappers around every function it compiles, each converting every
 # argument, and optimises and compiles them with it: one to call it from Python, one
 # to call it as a C callback. No kernel is called as a C callback (the small-product
-# loops are a CFunc of their own, kernels/_blas.py), and a kernel that only other kernels
-# call (inner_jit) needs neither. Without them, a cold compile was 1.2-3.2 s shorter
-# (13-8-10 at 1 thread 10.2-10.7 against 11.5-11.9 s, 784-512-512-10 at 2 threads
-# 10.7-11.4 against 12.5-13.2 s, alternating processes; the epochs as fast as before).
+# loops are a CFunc of their own, kernels/_blas.py), and a kernel that only other
+# kernels call (inner_jit, parallel_inner_jit) needs neither. Without them, a cold
+# compile was 1.2-3.2 s shorter (13-8-10 at 1 thread 10.2-10.7 against 11.5-11.9 s,
+# alternating processes, the epochs as fast as before; 784-512-512-10 at 2 threads
+# 10.7-11.4 against 12.5-13.2 s, and ~0.5 s less again without the parallel kernels').
 # Calling an inner_jit kernel from Python crashes the process (numba has no entry point
 # to check the call against): tests call them through a jit function of their own.
 jit = functools.partial(numba.njit, cache=True, no_cfunc_wrapper=True, **OPTIONS)
-parallel_jit = functools.partial(jit, parallel=True)
 inner_jit = functools.partial(jit, no_cpython_wrapper=True)
+parallel_inner_jit = functools.partial(inner_jit, parallel=True)
 
 # Below this many multiply-adds (rows x fan_in x fan_out) a layer's products use
 # the hand-written loops; at or above it, BLAS's gemm (_blas.py), whose call

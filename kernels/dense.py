@@ -24,7 +24,7 @@ from numba import prange
 
 from ._blas import gemm
 from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS, PARALLEL_MIN_MACS,
-                      TRANSPOSED_W_MAX_MACS, index, inner_jit, jit, parallel_jit)
+                      TRANSPOSED_W_MAX_MACS, index, inner_jit, jit, parallel_inner_jit)
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
@@ -73,7 +73,7 @@ def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda
              B, b_off, ldb, beta, C, c_off + r0 * ldc, ldc)
 
 
-@parallel_jit
+@parallel_inner_jit
 def gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                    beta, C, c_off, ldc):
     for c in prange(CHUNKS):

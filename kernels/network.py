@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES,
-                      PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, inner_jit, jit, parallel_jit)
+                      PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, inner_jit, jit, parallel_inner_jit)
 from ._memory import copy, prefetch
 from .activations import IDENTITY
 from .checks import all_finite
@@ -191,7 +191,7 @@ def gather_rows(x_batch, X, order, start, stop, n_in, first, last, check):
     return not bad
 
 
-@parallel_jit
+@parallel_inner_jit
 def gather_rows_in_blocks(x_batch, X, order, start, stop, n_in, check, verdicts):
     """The batch's rows in CHUNKS blocks, copied in parallel (a copy: any split gives
     the same bits); block c leaves gather_rows' answer in verdicts[c] (1: finite), as a

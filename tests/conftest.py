@@ -19,8 +19,8 @@ def make_targets(output, n, k, rng):
     return rng.normal(size=(n, k))
 
 
-# The kernels' gemm and product are inner_jit kernels (kernels/_config.py): only compiled
-# code can call them
+# The kernels' gemm and products are inner_jit kernels (kernels/_config.py): only
+# compiled code can call them
 @numba.njit
 def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
     _blas.gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
@@ -29,8 +29,17 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
 @numba.njit
 def serial_product(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                    beta, C, c_off, ldc):
+    """dense.product as the serial kernels run it."""
     dense.product(None, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
                   ldb, beta, C, c_off, ldc)
+
+
+@numba.njit
+def product_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
+                      beta, C, c_off, ldc):
+    """The product's blocks as the parallel kernels run them (dense.gemm_in_blocks)."""
+    dense.gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+                         ldb, beta, C, c_off, ldc)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from conftest import serial_product
+from conftest import product_in_blocks, serial_product
 
 needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 
@@ -67,7 +67,6 @@ def test_the_serial_products_have_the_bits_of_the_parallel_blocks(dtype):
     # compute a product the parallel ones split by rows in one call: the same bits,
     # checked over random shapes from the split's threshold up, odd sizes and the
     # workloads' among them, every transposition, and the kernels' alpha and beta.
-    from fastmlp.kernels import dense
     from fastmlp.kernels._config import PARALLEL_MIN_MACS
     rng = np.random.default_rng(0)
     shapes = [(128, 128, 784), (784, 128, 128), (1000, 100, 64), (784, 512, 256), (256, 512, 512)]
@@ -85,7 +84,7 @@ def test_the_serial_products_have_the_bits_of_the_parallel_blocks(dtype):
                 A, 0, lda, B, 0, ldb, np.float64(beta))
         serial, blocks = C.copy(), C.copy()
         serial_product(*args, serial, 0, n)
-        dense.gemm_in_blocks(*args, blocks, 0, n)
+        product_in_blocks(*args, blocks, 0, n)
         assert serial.tobytes() == blocks.tobytes(), (m, n, k, trans_a, trans_b, alpha, beta)
 
 
