@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 
 CHECK = textwrap.dedent("""
-    import numba
     import numpy as np
-    from fastmlp.kernels import _blas
-
-    @numba.njit  # _blas.gemm is an inner_jit kernel: only compiled code calls it
-    def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
-        _blas.gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+    from conftest import gemm  # (through a jit function: _blas.gemm is an inner_jit kernel)
 
     def check(dtype, seed, trials, large=0):
         # `large` more trials of 101-180 rows, columns and depth: above SMALL_MAX_MACS
@@ -65,7 +60,9 @@ def test_gemm_beta_zero_ignores_nan_in_the_target():
 
 def test_the_numpy_stand_in_when_jit_is_disabled():
     script = CHECK + "\ncheck(np.float64, 1, 60, 4)\ncheck(np.float32, 2, 60, 4)\nprint('checked')\n"
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    tests = os.path.dirname(os.path.abspath(__file__))  # (conftest's folder)
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=path)
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
