@@ -46,6 +46,12 @@ CHECK = textwrap.dedent("""
 exec(CHECK)
 
 
+def check_env(**settings):
+    """os.environ with `settings`, for a process that runs CHECK: conftest's folder on its path."""
+    path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)), **settings)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_gemm_matches_numpy_on_flat_buffers(dtype):
     check(dtype, seed=0, trials=300, large=20)
@@ -60,9 +66,7 @@ def test_gemm_beta_zero_ignores_nan_in_the_target():
 
 def test_the_numpy_stand_in_when_jit_is_disabled():
     script = CHECK + "\ncheck(np.float64, 1, 60, 4)\ncheck(np.float32, 2, 60, 4)\nprint('checked')\n"
-    tests = os.path.dirname(os.path.abspath(__file__))  # (conftest's folder)
-    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=path)
+    env = check_env(NUMBA_DISABLE_JIT="1")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
@@ -158,7 +162,7 @@ def test_without_a_wheel_its_products_go_elsewhere(tmp_path, blocked, small, lar
     """)
     saved = tmp_path / "params.npy"
     # a cache of its own: another library changes the kernel cache's stamp (_cache.py)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = check_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True,
                             text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
