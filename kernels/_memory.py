@@ -1,5 +1,5 @@
-"""Two memory operations numba does not offer as plain calls: a software prefetch
-and a copy between flat buffers, both straight LLVM intrinsics.
+"""Three memory operations numba does not offer as plain calls: a software prefetch
+and a copy between flat buffers, both straight LLVM intrinsics, and a read-only view.
 
 Prefetch. Rows of a shuffled epoch sit at random places in memory: copying one
 waits on the memory for each new row. Asking for the rows a few ahead to be
@@ -12,10 +12,19 @@ faster than an element loop at 784 features, but numba compiles a shape-check
 with its error message along with it: ~3 s of a kernel's 13 s cold compile.
 llvm.memcpy is the memcpy alone; the caller guarantees bounds (as for any
 index in these kernels) and that the two ranges do not overlap.
+
+Read-only view. numba compiles a kernel once for each set of argument types, and
+a read-only array is a type of its own. The data reaches the kernels read-only
+(fastmlp._base), so a product whose first operand is the data, or a layer's
+activations unified with it, compiles for a read-only A; the input gradient's A is
+the deltas, writable. Passed as read_only(deltas), it is the same type: the product
+chain (gemm, its blocks and the parallel kernel) compiles once per dtype, not twice.
+The view is the same array, no copy; only numba's typing changes.
 """
 from llvmlite import ir
 from numba import config, types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 
@@ -63,9 +72,26 @@ def copy(typingctx, dst, dst_off, src, src_off, count):
     return sig, codegen
 
 
+@intrinsic
+def read_only(typingctx, array):
+    """array, typed read-only (the same memory: no copy)."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        # the same value (read-only and writable arrays share numba's data model), and a
+        # reference of its own where numba counts references (not in the kernels: _nrt=False)
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return array.copy(readonly=True)(array), codegen
+
+
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
     def prefetch(array, index):
         pass
 
     def copy(dst, dst_off, src, src_off, count):
         dst[dst_off:dst_off + count] = src[src_off:src_off + count]
+
+    def read_only(array):
+        return array

@@ -25,6 +25,7 @@ from numba import prange
 from ._blas import gemm
 from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS, PARALLEL_MIN_MACS,
                       TRANSPOSED_W_MAX_MACS, index, inner_jit, jit, parallel_inner_jit)
+from ._memory import read_only
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 
@@ -251,11 +252,12 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
     _config.TRANSPOSED_W_MAX_MACS (below PARALLEL_MIN_MACS: never split)."""
     if rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
         transpose(scratch, w_off, params, w_off, fan_in, fan_out)
-        gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), D, d_off, d_ld,
-             scratch, w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
+        gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), read_only(D), d_off,
+             d_ld, scratch, w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
     else:
+        # (read_only: the type of A in the other products, so the chain compiles once; _memory)
         product(parallel, flag(True), flag(False), flag(True), rows, fan_in, fan_out, scalar(1.0),
-                D, d_off, d_ld, params, w_off, fan_out, scalar(0.0), dA, da_off, da_ld)
+                read_only(D), d_off, d_ld, params, w_off, fan_out, scalar(0.0), dA, da_off, da_ld)
 
 
 @jit(inline="always")

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fastmlp.kernels import _blas, dense
+from fastmlp.kernels._memory import read_only
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
 OUTPUTS = ["identity", "sigmoid", "softmax", "exp"]
@@ -20,26 +21,28 @@ def make_targets(output, n, k, rng):
 
 
 # The kernels' gemm and products are inner_jit kernels (kernels/_config.py): only
-# compiled code can call them
+# compiled code can call them. A is passed read-only, as the kernels pass it (_memory.read_only):
+# the tests run the variant the kernels compile.
 @numba.njit
 def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
-    _blas.gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+    _blas.gemm(trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda, B, b_off, ldb, beta, C,
+               c_off, ldc)
 
 
 @numba.njit
 def serial_product(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                    beta, C, c_off, ldc):
     """dense.product as the serial kernels run it."""
-    dense.product(None, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
-                  ldb, beta, C, c_off, ldc)
+    dense.product(None, split_columns, trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda,
+                  B, b_off, ldb, beta, C, c_off, ldc)
 
 
 @numba.njit
 def product_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                       beta, C, c_off, ldc):
     """The product's blocks as the parallel kernels run them (dense.gemm_in_blocks)."""
-    dense.gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
-                         ldb, beta, C, c_off, ldc)
+    dense.gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda,
+                         B, b_off, ldb, beta, C, c_off, ldc)
 
 
 @pytest.fixture

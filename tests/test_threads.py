@@ -51,14 +51,18 @@ def test_one_and_two_threads_give_identical_bits(sizes, batch, dtype):
 def test_the_serial_and_parallel_epochs_compile_their_shared_helpers_once():
     # A helper called with a literal 0 in one place and an int64 in another, or with
     # prange's unsigned index and range's signed one, compiles twice: ~0.5 s of a cold
-    # compile of the parallel epoch (784-512-512-10 at 2 threads).
-    from fastmlp.kernels import dense, network
+    # compile of the parallel epoch (784-512-512-10 at 2 threads). So does a product
+    # whose A is read-only (the data, or activations typed with it) in one layer's call
+    # and writable (the deltas) in another's: kernels/_memory.read_only.
+    from fastmlp.kernels import _blas, dense, network
     train([784, 128, 10], 128, 2)
     train([784, 128, 10], 128, 1)
-    for helper in (network.gather_rows, dense.gemm_block):
+    for helper in (network.gather_rows, dense.gemm_block, dense.gemm_in_blocks, _blas.gemm):
         array_types = [tuple(t for t in sig if isinstance(t, numba.types.Array))
                        for sig in helper.signatures]
         assert array_types and len(set(array_types)) == len(array_types), helper.signatures
+        # one variant per dtype (other tests of this process may have compiled float32)
+        assert len(array_types) == len({types[0].dtype for types in array_types}), helper.signatures
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
