@@ -5,6 +5,7 @@
     python -m fastmlp.bench --layers 784,128,10 --output softmax --n 60000 --batch 128
     python -m fastmlp.bench --json > speed.json
     python -m fastmlp.bench --workload deep --threads 2 --scaling --impl fastmlp
+    python -m fastmlp.bench --workload tiny-b32 --impl fastmlp --first-fit --cold-compile
 
 Each workload is one epoch of plain mini-batch SGD (lr 0.01, no momentum, no L2,
 shuffled) on synthetic data with a fixed seed. Every implementation trains one
@@ -20,8 +21,8 @@ layer needs no input gradient. Biases and activations are not counted.
 
 scikit-learn and PyTorch are optional: an implementation that is not installed is
 listed as skipped. `run`, `make_trainer`, `time_epochs`, `gemm_peak_gflops`,
-`first_fit_seconds` and `thread_scaling` are what the tests and the asv suite
-(asv_benchmarks/) reuse.
+`first_fit_seconds`, `cold_compile_seconds` and `thread_scaling` are what the tests and
+the asv suite (asv_benchmarks/) reuse.
 """
 
 import argparse
@@ -504,14 +505,29 @@ def first_fit_seconds(case, dtype="float64", impl="fastmlp", runs=2, lr=LEARNING
     user's script waits for beyond its own work. The first of `runs` processes fills
     numba's cache (NUMBA_CACHE_DIR is inherited); the last one's time is returned.
     """
+    return _fit_in_fresh_processes(case, dtype, impl, max(runs, 1), lr, cache_dir=None)
+
+
+def cold_compile_seconds(case, dtype="float64", impl="fastmlp", lr=LEARNING_RATE):
+    """As `first_fit_seconds`, but in one process with an empty numba cache of its own:
+    import, compiling every kernel the fit runs, and the fit. numba compiles for the
+    thread count the process starts with (the parallel kernels only from 2 threads)."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        return _fit_in_fresh_processes(case, dtype, impl, 1, lr, cache_dir=cache_dir)
+
+
+def _fit_in_fresh_processes(case, dtype, impl, runs, lr, cache_dir):
+    """The seconds of the last of `runs` processes that import and fit one epoch;
+    with `cache_dir`, numba's cache is there (else the one this process uses)."""
     if impl not in ("fastmlp", "reference"):
-        raise ValueError(f"first_fit_seconds times fastmlp or reference, not {impl!r}")
+        raise ValueError(f"a fit in a fresh process times fastmlp or reference, not {impl!r}")
     reason = unavailable_reason(impl)
     if reason:
         raise Unavailable(reason)
     if isinstance(case, str):
         case = get_cases([case])[0]
     X, y = make_data(case, dtype)
+    env = dict(os.environ) if cache_dir is None else dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"X": os.path.join(tmp, "X.npy"), "y": os.path.join(tmp, "y.npy"),
                 "impl": impl, "layers": list(case.layers), "activation": case.activation,
@@ -519,9 +535,9 @@ def first_fit_seconds(case, dtype="float64", impl="fastmlp", runs=2, lr=LEARNING
                 "lr": lr}
         np.save(spec["X"], X)
         np.save(spec["y"], y)
-        for _ in range(max(runs, 1)):
+        for _ in range(runs):
             done = subprocess.run([sys.executable, "-c", _FIRST_FIT_SCRIPT, json.dumps(spec)],
-                                  capture_output=True, text=True, check=False)
+                                  capture_output=True, text=True, check=False, env=env)
             if done.returncode != 0:
                 raise RuntimeError(f"the first-fit process failed:\n{done.stderr}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -568,6 +584,9 @@ def _parser():
                    help="matrix size of the GEMM peak measurement (default 2048)")
     p.add_argument("--first-fit", action="store_true",
                    help="also time import + first 1-epoch fit of fastmlp in a fresh process")
+    p.add_argument("--cold-compile", action="store_true",
+                   help="also time the same in a fresh process with an empty numba cache "
+                        "(every kernel the fit runs compiles)")
     p.add_argument("--scaling", action="store_true",
                    help="also time fastmlp at 1 thread and at --threads (2 or more) side by "
                         "side, taking turns in one process, and print the ratio")
@@ -645,10 +664,13 @@ def main(argv=None):
 
     rows = run(cases, dtypes, impls, args.repeat, baseline=args.baseline, threads=args.threads,
                peak_size=args.peak_size, progress=progress)
-    first_fit, scaling = [], []
+    first_fit, cold_compile, scaling = [], [], []
     if args.first_fit:
         first_fit = _for_each_case("first fit", cases, dtypes, progress, lambda case, dtype: {
             "workload": case.label, "dtype": dtype, "seconds": first_fit_seconds(case, dtype)})
+    if args.cold_compile:
+        cold_compile = _for_each_case("cold compile", cases, dtypes, progress, lambda case, dtype: {
+            "workload": case.label, "dtype": dtype, "seconds": cold_compile_seconds(case, dtype)})
     if args.scaling:
         scaling = _for_each_case(
             f"thread scaling (1 against {args.threads})", cases, dtypes, progress,
@@ -656,7 +678,7 @@ def main(argv=None):
     env = environment(args.threads)
     if args.json:
         json.dump({"environment": env, "rows": rows, "first_fit": first_fit,
-                   "thread_scaling": scaling}, sys.stdout, indent=1)
+                   "cold_compile": cold_compile, "thread_scaling": scaling}, sys.stdout, indent=1)
         print()
         return 0
     threads = (f"{args.threads} (set via {', '.join(THREAD_VARIABLES)})" if args.threads
@@ -670,6 +692,9 @@ def main(argv=None):
     print(format_table(rows))
     for item in first_fit:
         print(f"first fit (import fastmlp + 1 epoch, cache warm) {item['workload']} "
+              f"{item['dtype']}: {item['seconds']:.2f} s")
+    for item in cold_compile:
+        print(f"cold compile (import fastmlp + 1 epoch, empty numba cache) {item['workload']} "
               f"{item['dtype']}: {item['seconds']:.2f} s")
     for item in scaling:
         print(f"thread scaling (fastmlp, {item['threads']} threads against 1, taking turns) "

@@ -144,6 +144,25 @@ def test_first_fit_runs_in_a_fresh_process():
     assert 0 < seconds < 600
 
 
+def test_cold_compile_runs_one_fresh_process_on_an_empty_cache_of_its_own(monkeypatch):
+    started, run = [], subprocess.run
+
+    def record(command, **kwargs):
+        cache = kwargs["env"].get("NUMBA_CACHE_DIR")
+        started.append((cache, os.listdir(cache) if cache else None))
+        return run(command, **kwargs)
+
+    monkeypatch.setattr(bench.subprocess, "run", record)
+    seconds = bench.cold_compile_seconds(TINY, "float64", "reference")
+    assert 0 < seconds < 600
+    [(cache, contents)] = started
+    assert contents == [] and cache != os.environ.get("NUMBA_CACHE_DIR")
+    assert not os.path.exists(cache)  # removed afterwards
+    started.clear()
+    bench.first_fit_seconds(TINY, "float64", "reference", runs=2)
+    assert [cache for cache, _ in started] == [os.environ.get("NUMBA_CACHE_DIR")] * 2
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba started with one thread")
 def test_thread_scaling_takes_turns_at_one_thread_and_at_more(monkeypatch):
     seen = []
