@@ -29,7 +29,6 @@ import functools
 import math
 import numbers
 import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -285,22 +284,22 @@ class _DeferredInterrupt:
     Python's default SIGINT handler and only in the main thread (the only thread
     that receives signals); otherwise a KeyboardInterrupt is left to be raised."""
 
-    def __init__(self):
-        self.pressed = False
-        self._previous = None
+    # class attributes, not an __init__: one Python call less on every partial_fit
+    pressed = False
+    _previous = None
 
     def _handler(self, signum, frame):
         self.pressed = True
 
     # _signal is the C core of the signal module: signal.signal's enum conversions
-    # cost ~10 us a call, a tenth of a small model's epoch.
+    # cost ~10 us a call, a tenth of a small model's epoch. Outside the main thread
+    # (or interpreter) _signal.signal raises ValueError: asking it is the thread check.
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            try:
-                if _signal.getsignal(_signal.SIGINT) is signal.default_int_handler:
-                    self._previous = _signal.signal(_signal.SIGINT, self._handler)
-            except (ValueError, OSError):  # not the main interpreter, or no signals here
-                self._previous = None
+        try:
+            if _signal.getsignal(_signal.SIGINT) is signal.default_int_handler:
+                self._previous = _signal.signal(_signal.SIGINT, self._handler)
+        except (ValueError, OSError):  # not the main thread or interpreter, or no signals here
+            self._previous = None
         return self
 
     def __exit__(self, *exc):
@@ -499,18 +498,20 @@ class BaseMLP:
         else:
             labels = _NO_LABELS
             if y.ndim == 1 and k == 1:
-                y = y[:, None]
-            if y.ndim != 2 or y.shape[1] != k:
+                shape = (n, 1)  # (a view y[:, None] would cost ~0.2 us more a call)
+            elif y.ndim == 2 and y.shape[1] == k:
+                shape = y.shape
+            else:
                 raise ValueError(f"y must have shape ({n},) or ({n}, {k}) for this model; got {y.shape}")
             low, high = TARGET_RANGES[self.output]
             if y.dtype.kind in "biu" and y.flags.c_contiguous:
                 # integer targets (class labels, counts), the common case: cast and
                 # checked in one compiled pass, not a NumPy cast and then a second pass
-                targets, finite = np.empty(y.shape, self.dtype), True
-                within = checks.cast_within(y.ravel(), targets.ravel(), low, high)
+                targets, finite = np.empty(shape, self.dtype), True
+                within = checks.cast_within(y if y.ndim == 1 else y.ravel(), targets.ravel(), low, high)
                 targets.setflags(write=False)
             else:
-                targets = _read_only(_contiguous(y, self.dtype))
+                targets = _read_only(_contiguous(y, self.dtype).reshape(shape))
                 # one pass for both checks; after the cast: 1e300 is inf in float32
                 finite, within = checks.finite_within(targets.ravel(), low, high)
             if not finite:
@@ -661,16 +662,16 @@ class BaseMLP:
         batch_size = _positive_int("batch_size", batch_size)
         settings = self._check_optimizer(optimizer, lr, momentum, nesterov, alpha, beta_1, beta_2, epsilon)
         data = self._check_data(X, y, sample_weight, self._CHECKS_X_IN_EPOCH and order is None)
-        given_order = None if order is None else self._check_order(order, data.n_samples)
-        batch_size = min(batch_size, data.n_samples)
+        n_samples = data.n_samples
+        given_order = None if order is None else self._check_order(order, n_samples)
+        batch_size = min(batch_size, n_samples)
         resets = fresh or getattr(self, "_optimizer_name", None) != settings.name
         before = self._state_to_give_back(settings, resets) if data.X_unchecked else None
         if resets:
             self._reset_optimizer()
         self._optimizer_name = settings.name
         self._settings = settings
-        n = data.n_samples if given_order is None else len(given_order)
-        n_batches = -(-n // batch_size)
+        n = n_samples if given_order is None else len(given_order)  # rows an epoch visits
         per_call = self._batches_per_call(batch_size) * batch_size  # rows per compiled call
         last_good = self._last_good
         order = given_order
@@ -685,7 +686,7 @@ class BaseMLP:
                     if given_order is None:
                         order = self._next_order(order, n, shuffle)
                     last_good[...] = self.params  # (np.copyto: ~0.15 us more)
-                    start = time.perf_counter()
+                    start = time.perf_counter() if progress is not None else 0.0
                     rows_done = 0
                     losses = []
                     while rows_done < n and not ctrl_c.pressed:
@@ -706,12 +707,11 @@ class BaseMLP:
                         break  # Ctrl-C between two slices
                     data.X_unchecked = False  # the epoch read every row of X
                     epoch_loss = self._epoch_loss(losses, n)
-                    seconds = time.perf_counter() - start
                     self.loss_curve_.append(epoch_loss)
                     self.n_iter_ += 1
                     self.t_ += n
                     if progress is not None:
-                        progress.update(self.n_iter_, epoch_loss, seconds)
+                        progress.update(self.n_iter_, epoch_loss, time.perf_counter() - start)
             if ctrl_c.pressed:
                 interrupt = KeyboardInterrupt()
         except KeyboardInterrupt as e:
@@ -726,6 +726,7 @@ class BaseMLP:
         if interrupt is not None:
             if not fresh:
                 raise interrupt
+            n_batches = -(-n // batch_size)
             where = (f"after {-(-rows_done // batch_size)} of {n_batches} mini-batches of epoch "
                      f"{self.n_iter_ + 1}" if 0 < rows_done < n else f"after epoch {self.n_iter_}")
             warnings.warn(f"Training interrupted by user: stopped {where}. The model keeps the weights "

@@ -312,6 +312,31 @@ def test_a_callers_own_sigint_handler_is_left_alone(MLP):
     assert model.n_iter_ == 0 and np.isfinite(model.params).all()
 
 
+def test_training_in_another_thread_leaves_the_sigint_handler_alone(MLP):
+    """Only the main thread receives signals (and may set a handler): a fit run in
+    another thread trains to the end and never installs fastmlp's handler."""
+    import threading
+
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    model = slices_of(MLP([3, 5, 3], random_state=0), 1)
+    seen, errors = [], []
+    count_calls(model, lambda calls: seen.append(signal.getsignal(signal.SIGINT)))
+
+    def work():
+        try:
+            model.fit(X, y, epochs=2, batch_size=5, lr=0.1)
+        except BaseException as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=300)
+    assert not errors and model.n_iter_ == 2
+    assert len(seen) == 16 and all(h is signal.default_int_handler for h in seen)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_handler_is_restored_after_errors(MLP):
     model = MLP([2, 2])
     with pytest.raises(ValueError):
