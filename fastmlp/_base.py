@@ -675,7 +675,7 @@ class BaseMLP:
         per_call = self._batches_per_call(batch_size) * batch_size  # rows per compiled call
         last_good = self._last_good
         order = given_order
-        progress = _progress.for_fit(verbose, epochs, n, self.n_iter_)
+        progress = _progress.for_fit(verbose, epochs, n, self.n_iter_) if verbose else None
         rows_done = 0  # rows of the epoch under way whose steps are in the weights
         interrupt = None
         try:

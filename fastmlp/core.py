@@ -41,6 +41,7 @@ PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
 
 _parallel_lock = threading.Lock()
 _no_lock = contextlib.nullcontext()  # reusable: holds no state
+_SERIAL = (_no_lock, None)  # (context, parallel) of the serial kernels
 _forked_after_omp = False
 
 
@@ -74,7 +75,7 @@ def _kernel_mode(macs):
     docstring); the context is the lock under workqueue (or while the layer is
     unknown) for the parallel one, else nothing."""
     if macs < PARALLEL_MIN_MACS or numba.get_num_threads() < 2 or _forked_after_omp:
-        return _no_lock, None
+        return _SERIAL
     layer = _threading_layer()
     return (_parallel_lock if layer in (None, "workqueue") else _no_lock), True
 
@@ -186,10 +187,13 @@ class MLP(BaseMLP):
         return _largest_product(self.layer_sizes)
 
     def _train_epoch(self, data, order, batch_size, s, step):
-        arrays, settings = self._epoch_arguments(batch_size, s)
+        arrays, settings, serial = self._epoch_arguments(batch_size, s)
         if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
             _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
-        context, parallel = _kernel_mode(min(batch_size, len(order)) * self._largest_product())
+        # serial: even a full batch's products are below PARALLEL_MIN_MACS, so whatever the
+        # thread count _kernel_mode picks the serial kernels (~0.3 us a call less)
+        context, parallel = _SERIAL if serial else _kernel_mode(
+            min(batch_size, len(order)) * self._largest_product())
         args = (*arrays, data.X.ravel(), data.X_unchecked, *self._loss_data(data),
                 data.sample_weight, order, *settings, step, parallel)
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
@@ -209,7 +213,8 @@ class MLP(BaseMLP):
 
     def _epoch_arguments(self, batch_size, s):
         """train_epoch's arguments before the data and after the order: the model's
-        buffers, and its codes and optimizer settings in the model's dtype. Kept for
+        buffers, and its codes and optimizer settings in the model's dtype, and
+        whether its batches' products all run serial (see _kernel_mode). Kept for
         the next call with the same batch size and settings (checked settings are shared
         objects: _base._checked_optimizer), so a partial_fit loop builds them once; the
         buffers are never replaced once made (LayerViews writes into params in place)."""
@@ -231,7 +236,8 @@ class MLP(BaseMLP):
             (self.params, self._grads, velocity, adam_m, adam_v, acts, deltas, x_batch),
             (self._kernel_layout(), activation, output, self.bias, self.reduction == "mean",
              batch_size, cast(s.lr), cast(s.momentum), s.nesterov, cast(s.beta_1),
-             cast(s.beta_2), cast(s.epsilon), cast(s.alpha)))
+             cast(s.beta_2), cast(s.epsilon), cast(s.alpha)),
+            batch_size * self._largest_product() < PARALLEL_MIN_MACS)
         self._kernel_arguments = (batch_size, s, arguments)
         return arguments
 
