@@ -197,6 +197,52 @@ def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fa
         activate(Z, z, fan_out, activation)
 
 
+# Called, not inlined into the backward pass: numba copies an inlined function's IR
+# block by block with all its variables (network.py), and inlined (twice over: the
+# backward pass is inlined in its turn) these loops made a cold compile ~1 s longer
+# (13-8-1, alternating processes; with one_sigmoid_delta, losses.py).
+@inner_jit
+def bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out):
+    """dbias (at b_off in grads) = the column sums of D (rows, fan_out), each over the
+    rows in order."""
+    n_out, bias, zero = index(fan_out), index(b_off), D.dtype.type(0)
+    if n_out < index(64):
+        # up to 63 outputs: each sum in a register, not a store and a load per row and
+        # output (backward pass of tiny 13-8-1 at batch 32 554-584 -> 398-432 ns, digits
+        # 64-32-10 4020-4450 -> 3720-3800, side by side), eight sums side by side: one
+        # alone waits on its previous add at every row. Larger layers vectorise over
+        # the outputs, below.
+        eight = n_out // index(8) * index(8)
+        for j in range(index(0), eight, index(8)):
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+            for r in range(index(rows)):
+                d = index(d_off) + r * index(d_ld) + j
+                s0 += D[d]
+                s1 += D[d + index(1)]
+                s2 += D[d + index(2)]
+                s3 += D[d + index(3)]
+                s4 += D[d + index(4)]
+                s5 += D[d + index(5)]
+                s6 += D[d + index(6)]
+                s7 += D[d + index(7)]
+            g = bias + j
+            grads[g], grads[g + index(1)], grads[g + index(2)] = s0, s1, s2
+            grads[g + index(3)], grads[g + index(4)], grads[g + index(5)] = s3, s4, s5
+            grads[g + index(6)], grads[g + index(7)] = s6, s7
+        for j in range(eight, n_out):
+            total = zero
+            for r in range(index(rows)):
+                total += D[index(d_off) + r * index(d_ld) + j]
+            grads[bias + j] = total
+        return
+    for j in range(n_out):
+        grads[bias + j] = 0
+    for r in range(index(rows)):
+        d = index(d_off) + r * index(d_ld)
+        for j in range(n_out):
+            grads[bias + j] += D[d + j]
+
+
 @jit(inline="always")
 def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, b_off, rows,
                           fan_in, fan_out, decay, has_bias, lr, parallel):
@@ -246,41 +292,7 @@ def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, 
                     grads[g + j] += ak * D[d + j]
     if has_bias:
         bias = index(b_off)
-        if n_out < index(64):
-            # up to 63 outputs: each sum in a register, over the rows in order (the same
-            # additions as below), not a store and a load per row and output: backward
-            # pass of tiny 13-8-1 at batch 32 554-584 -> 398-432 ns, digits 64-32-10
-            # 4020-4450 -> 3720-3800 (side by side); below, larger layers vectorise
-            # over the outputs. Eight outputs at a time: one output's sum waits on its
-            # previous add at every row, eight sums side by side do not
-            zero, eight = D.dtype.type(0), n_out // index(8) * index(8)
-            for j in range(index(0), eight, index(8)):
-                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-                for r in range(index(rows)):
-                    d = index(d_off) + r * index(d_ld) + j
-                    s0 += D[d]
-                    s1 += D[d + index(1)]
-                    s2 += D[d + index(2)]
-                    s3 += D[d + index(3)]
-                    s4 += D[d + index(4)]
-                    s5 += D[d + index(5)]
-                    s6 += D[d + index(6)]
-                    s7 += D[d + index(7)]
-                g = bias + j
-                grads[g], grads[g + index(1)], grads[g + index(2)], grads[g + index(3)] = s0, s1, s2, s3
-                grads[g + index(4)], grads[g + index(5)], grads[g + index(6)], grads[g + index(7)] = s4, s5, s6, s7
-            for j in range(eight, n_out):
-                total = zero
-                for r in range(index(rows)):
-                    total += D[index(d_off) + r * index(d_ld) + j]
-                grads[bias + j] = total
-        else:
-            for j in range(n_out):
-                grads[bias + j] = 0
-            for r in range(index(rows)):
-                d = index(d_off) + r * index(d_ld)
-                for j in range(n_out):
-                    grads[bias + j] += D[d + j]
+        bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out)
         if lr > 0:
             for j in range(n_out):
                 params[bias + j] -= lr * grads[bias + j]

@@ -144,6 +144,26 @@ def softmax_delta(D, d_off, Z, z_off, b, k, rows, labels, weights, scale):
     return total
 
 
+# Called, not inlined into target_delta: see dense.bias_gradient
+@inner_jit
+def one_sigmoid_delta(D, d_off, Z, z_off, b, rows, targets, weights, scale):
+    """target_delta's sigmoid block for one output (a binary classifier), its two
+    passes as loops over the rows alone, not over one output in each row (13-8-1 at
+    batch 32: 7% of the compiled epoch was those loops' setup). The same operations."""
+    total = 0.0
+    first, delta, zero = index(z_off), index(d_off), index(0)
+    for r in range(index(b)):
+        zr = Z[first + r]
+        D[delta + r] = max(zr, 0.0) - zr * targets[index(rows[r]), zero]
+    sigmoid_block(Z, z_off, D, d_off, b)
+    for r in range(index(b)):
+        i = index(rows[r])
+        w = weights[i] if weights.shape[0] else 1.0
+        total += w * (0.0 + D[delta + r])  # (in float64, as target_delta's row_loss)
+        D[delta + r] = w * scale * (Z[first + r] - targets[i, zero])
+    return total
+
+
 @jit(inline="always")
 def target_delta(D, d_off, Z, z_off, b, k, rows, targets, weights, output, scale):
     """Identity, sigmoid or exp outputs over Z, deltas into D; returns the weighted sum
@@ -152,20 +172,7 @@ def target_delta(D, d_off, Z, z_off, b, k, rows, targets, weights, output, scale
     n_out = index(k)
     in_block = output == SIGMOID and b * k >= SIGMOID_BLOCK_MIN
     if in_block and n_out == index(1):
-        # one output (a binary classifier): the passes below as loops over the rows
-        # alone, not a loop over one output in each row (13-8-1 at batch 32: 7% of the
-        # compiled epoch was those loops' setup)
-        first, delta, zero = index(z_off), index(d_off), index(0)
-        for r in range(index(b)):
-            zr = Z[first + r]
-            D[delta + r] = max(zr, 0.0) - zr * targets[index(rows[r]), zero]
-        sigmoid_block(Z, z_off, D, d_off, b)
-        for r in range(index(b)):
-            i = index(rows[r])
-            w = weights[i] if weights.shape[0] else 1.0
-            total += w * (0.0 + D[delta + r])  # (in float64, as row_loss below)
-            D[delta + r] = w * scale * (Z[first + r] - targets[i, zero])
-        return total
+        return one_sigmoid_delta(D, d_off, Z, z_off, b, rows, targets, weights, scale)
     if in_block:
         # each output's loss term into D, in two passes: the term of the logit and the
         # target while Z holds the logits, then the log term, as the outputs replace them
