@@ -99,23 +99,28 @@ def shuffle_order(order, restart, function, state, mt19937):
     for shift in (1, 2, 4, 8, 16):
         mask |= mask >> np.uint32(shift)
     while i > 0:
-        if mt19937 is None:  # (a plain `is None` test: numba drops the other branch)
-            value = next_uint32(function, state) & mask
-        elif position < MT_WORDS:
-            value = mt19937_temper(mt19937[position]) & mask  # (< 2**32: mask is)
-            position += 1
-        else:  # the state's words are used up: NumPy's own draw renews them (in C)
-            mt19937[MT_WORDS] = position
-            value = next_uint32(function, state) & mask
-            position = np.int64(mt19937[MT_WORDS])
-        accept = np.int64(value) <= i
-        j = np.int64(value) if accept else i
-        a, b = order[i], order[j]
-        order[i] = b
-        order[j] = a
-        i -= np.int64(accept)
-        # i fell by at most one: the mask halves when i fits in its lower half
-        mask >>= np.uint32(np.uint32(i) <= (mask >> np.uint32(1)))
+        # The mask serves every i above its lower half; i falls by at most one a turn, so
+        # the inner loop ends at i = mask >> 1, whose mask is half this one. (A loop per
+        # mask, not a mask worked out from i each turn: that put the mask on the chain
+        # from one draw's test to the next; 303 rows 1.4 -> ~1.0 us.)
+        lower = np.int64(mask >> np.uint32(1))
+        while i > lower:
+            if mt19937 is None:  # (a plain `is None` test: numba drops the other branch)
+                value = next_uint32(function, state) & mask
+            elif position < MT_WORDS:
+                value = mt19937_temper(mt19937[position]) & mask  # (< 2**32: mask is)
+                position += 1
+            else:  # the state's words are used up: NumPy's own draw renews them (in C)
+                mt19937[MT_WORDS] = position
+                value = next_uint32(function, state) & mask
+                position = np.int64(mt19937[MT_WORDS])
+            accept = np.int64(value) <= i
+            j = np.int64(value) if accept else i
+            a, b = order[i], order[j]
+            order[i] = b
+            order[j] = a
+            i -= np.int64(accept)
+        mask >>= np.uint32(1)
     if mt19937 is not None:
         mt19937[MT_WORDS] = position
 
