@@ -292,7 +292,11 @@ def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, 
                     grads[g + j] += ak * D[d + j]
     if has_bias:
         bias = index(b_off)
-        bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out)
+        if rows == 1:  # (batch 1: the sums are the row, 0 + D as below, with no call per step)
+            for j in range(n_out):
+                grads[bias + j] = D.dtype.type(0) + D[index(d_off) + j]
+        else:
+            bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out)
         if lr > 0:
             for j in range(n_out):
                 params[bias + j] -= lr * grads[bias + j]
