@@ -292,7 +292,7 @@ def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, 
                     grads[g + j] += ak * D[d + j]
     if has_bias:
         bias = index(b_off)
-        if rows == 1:  # (batch 1: the sums are the row, 0 + D as below, with no call per step)
+        if rows == 1:  # batch 1: each sum is 0 + the row's delta, as in bias_gradient (no call)
             for j in range(n_out):
                 grads[bias + j] = D.dtype.type(0) + D[index(d_off) + j]
         else:
