@@ -1,5 +1,5 @@
 """kernels.small_gemm (register-blocked vector loops) against NumPy in both dtypes: random
-shapes across the block sizes (4 rows x 2 vectors, leftover rows and columns),
+shapes across the block sizes (4 rows x 4, 3 or 2 vectors, leftover rows and columns),
 both op(A), alpha and beta (beta = 0 never reads C: NaN there stays out), offsets
 and leading dimensions; nothing outside C's block is written, nothing past a
 buffer's end is read (B and C end where the product does)."""
@@ -60,6 +60,28 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
         gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
         small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
         assert np.array_equal(via_gemm, via_loops)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_shapes_do_not_change_the_bits(dtype):
+    # each element of C is one sum over k in order, whichever block computes it: a product
+    # of up to 70 columns (blocks of 4 x 4, 4 x 3, 4 x 2 and 8 x 1 vectors) is bitwise the
+    # same as its columns computed 1, 3, 5 or 7 at a time (other blocks, other lanes)
+    rng = np.random.default_rng(3)
+    for m, n, k in ((32, 32, 64), (13, 70, 9), (5, 17, 32), (64, 48, 3)):
+        for trans_a in (False, True):
+            lda = m if trans_a else k
+            A = rng.standard_normal(m * k).astype(dtype)
+            B = rng.standard_normal(k * n).astype(dtype)
+            whole = np.full(m * n, np.nan, dtype)
+            small_gemm(np.bool_(trans_a), m, n, k, -0.3, A, 0, lda, B, 0, n, 0.0, whole, 0, n)
+            assert not np.isnan(whole).any()
+            for width in (1, 3, 5, 7):
+                pieces = np.full(m * n, np.nan, dtype)
+                for j in range(0, n, width):
+                    small_gemm(np.bool_(trans_a), m, min(width, n - j), k, -0.3, A, 0, lda, B, j,
+                               n, 0.0, pieces, j, n)
+                assert np.array_equal(pieces, whole), (m, n, k, trans_a, width)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
