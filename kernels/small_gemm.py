@@ -27,7 +27,8 @@ Legend (row-major, as _blas.gemm):  C (m, n) = alpha op(A) @ B + beta C
     B (k, n) row length ldb;  C (m, n) row length ldc;  each at an offset of a flat buffer
     L  lanes of a vector (4 float64, 8 float32); a block is ROWS x VECTORS of C:
        4 x 4 full vectors where the machine has 32 vector registers (AVX-512: WIDE), then
-       4 x 3 full vectors, else 4 x 2, or 8 x 1 where at most one vector's columns are left;
+       4 x 3 full vectors (WIDE: the last one may be partial), else 4 x 2, or 8 x 1 where
+       at most one vector's columns are left;
        a single column of C from A as stored (a one-output layer's forward) in 8 x 1
        scalar blocks: in a vector block, 3 of 4 lanes would compute nothing; a product of
        one term (k = 1) as an outer product, B's row held over all of C's rows
@@ -147,6 +148,12 @@ def _strip_function(module, element, lanes, ROWS, VECTORS, partial, scalar):
     full = builder.icmp_unsigned("==", count, i64(L))
     with_beta = builder.fcmp_unordered("!=", beta, element(0))
     single = builder.icmp_unsigned("==", count, i64(1))
+    # B's rows p < unmasked hold a whole last vector before B's end: (k - 1 - p) ldb
+    # elements follow row p's last column, and the vector needs L - count of them
+    short_rows = builder.udiv(builder.add(builder.sub(i64(L), count), builder.sub(ldb, i64(1))),
+                              ldb)
+    unmasked = builder.select(builder.icmp_unsigned(">", k, short_rows), builder.sub(k, short_rows),
+                              i64(0))
 
     def at(data, offset):  # a vector's pointer at data[offset]
         return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
@@ -167,9 +174,8 @@ def _strip_function(module, element, lanes, ROWS, VECTORS, partial, scalar):
         sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
                  for _ in range(VECTORS)] for _ in range(ROWS)]
 
-        def over_k(masked):  # the loop, its last vector's loads masked or not
-            with cgutils.for_range(builder, k) as loop:
-                p = loop.index
+        def over_k(masked, start, stop):  # p from start to stop, the last vector masked or not
+            with cgutils.for_range_slice(builder, start, stop, i64(1)) as (p, _):
                 b_row = builder.add(b, builder.mul(p, ldb))
                 bs = [load(B, builder.add(b_row, i64(v * L)), masked and v == VECTORS - 1)
                       for v in range(VECTORS)]
@@ -182,15 +188,19 @@ def _strip_function(module, element, lanes, ROWS, VECTORS, partial, scalar):
                                       sums[r][v])
 
         # a mask takes a register, and a masked load is slower: only where it must be
-        # (4 x 3 vectors and a mask spill: 16 registers in AVX2)
+        # (4 x 3 vectors and a mask spill: 16 registers in AVX2). The last vector's
+        # loads read whole vectors of B's rows up to `unmasked`, past the strip's last
+        # column into the row after (lanes whose sums are never stored), and masked
+        # only in the last rows, where a whole vector would read past B's end.
         if partial:
             with builder.if_else(full) as (all_lanes, some):
                 with all_lanes:
-                    over_k(False)
+                    over_k(False, i64(0), k)
                 with some:
-                    over_k(True)
+                    over_k(False, i64(0), unmasked)
+                    over_k(True, unmasked, k)
         else:
-            over_k(False)
+            over_k(False, i64(0), k)
 
         for r in range(ROWS):
             with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
@@ -199,11 +209,13 @@ def _strip_function(module, element, lanes, ROWS, VECTORS, partial, scalar):
                     offset = builder.add(c_row, i64(v * L))
                     total = builder.fmul(_splat(builder, vector, alpha), builder.load(sums[r][v]))
                     last = v == VECTORS - 1
-                    # C is read whatever beta, but with beta = 0 not used (0 * NaN)
-                    updated = _fmuladd(builder, _splat(builder, vector, beta),
-                                       load(C, offset, last), total)
-                    _store(builder, builder.select(with_beta, updated, total), C, offset, at,
-                           last, full, single, mask)
+                    with builder.if_else(with_beta) as (add, overwrite):
+                        with add:
+                            updated = _fmuladd(builder, _splat(builder, vector, beta),
+                                               load(C, offset, last), total)
+                            _store(builder, updated, C, offset, at, last, full, single, mask)
+                        with overwrite:  # C not read: (0 * NaN)
+                            _store(builder, total, C, offset, at, last, full, single, mask)
     builder.ret_void()
     return fn
 
@@ -259,8 +271,10 @@ def _fmuladd(builder, x, y, z):
 
 def _store(builder, value, data, offset, at, last, full, single, mask):
     """data[offset:offset + L] = value; the last vector only its first `count` lanes: a
-    plain store when all (a masked store is microcoded on AMD's Zen, many times
-    slower), a scalar one for one (a binary classifier's output), else masked."""
+    plain store when all, else a scalar store per lane. A masked store is microcoded
+    on AMD's Zen in AVX2 (vmaskmovpd), and on Zen 4 AVX-512's (vmovupd with a mask
+    register) still cost: 32x10x8 in float32 (4 x 2 vectors, 2 lanes of the second
+    stored) 328 -> 208 ns with scalar stores, 32x16x8 (all lanes) 154 ns."""
     if not last:
         builder.store(value, at(data, offset), align=1)
         return
@@ -272,9 +286,12 @@ def _store(builder, value, data, offset, at, last, full, single, mask):
                 with one:
                     builder.store(builder.extract_element(value, ir.IntType(32)(0)),
                                   builder.gep(data, [offset]))
-                with several:
-                    _masked(builder, "store", value.type, ir.VoidType(),
-                            [value, at(data, offset), ir.IntType(32)(1), mask])
+                with several:  # lane by lane: count < L
+                    i32, i64 = ir.IntType(32), ir.IntType(64)
+                    for lane in range(value.type.count - 1):
+                        with builder.if_then(builder.extract_element(mask, i32(lane))):
+                            builder.store(builder.extract_element(value, i32(lane)),
+                                          builder.gep(data, [builder.add(offset, i64(lane))]))
 
 
 # With 32 vector registers (AVX-512's ymm0-31; numba compiles for the host's features,
@@ -284,8 +301,10 @@ def _store(builder, value, data, offset, at, last, full, single, mask):
 # digits 64-32-10 at batch 32, alternating processes): its five products 7.10-7.32 ->
 # 6.65-6.68 us in float64, 4.34-4.38 -> 3.76-3.78 us in float32; the epoch 573-583 ->
 # 549-560 us and 392-401 -> 355-359 us a partial_fit call. With 16 registers the sums
-# would spill. 8 x 2 in place of 4 x 2, and 4 x 3 with a partial last vector in place of
-# 4 x 2 then 8 x 1 for 10 columns, both ran slower (32x10x32: 640 -> 660-750 ns).
+# would spill. There too, 4 x 3 vectors with a partial last one, not 4 x 2 then 8 x 1,
+# take 9-11 columns (10 outputs, float64): 32x10x32 640 -> 521 ns, as fast as 12
+# columns, with the last vector's loads of B and its stores to C unmasked where they
+# can be (see _strip_function and _store). 8 x 2 in place of 4 x 2 ran slower.
 def _vector_registers():
     """32 where numba compiles for AVX-512 (xmm/ymm 0-31), else 16."""
     features = config.CPU_FEATURES
@@ -296,7 +315,8 @@ def _vector_registers():
 
 WIDE = _vector_registers() == 32
 rows4_vectors4 = _strip(4, 4, partial=False)
-rows4_vectors3, rows4_vectors2, rows8_vector = _strip(4, 3, partial=False), _strip(4, 2), _strip(8, 1)
+rows4_vectors3, rows4_vectors2 = _strip(4, 3, partial=WIDE), _strip(4, 2)
+rows8_vector = _strip(8, 1)
 rows8_column = _strip(8, 1, partial=False, scalar=True)
 outer_product = _intrinsic(_outer_function)
 
@@ -335,9 +355,9 @@ def small_gemm(trans_a, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c
             rows4_vectors4(A, index(a_off), row, step, B, b, ldb_, depth, L, C, c, ldc_, alpha,
                            beta, rows)
             j += L + L + L + L
-        elif left >= L + L + L:
-            rows4_vectors3(A, index(a_off), row, step, B, b, ldb_, depth, L, C, c, ldc_, alpha,
-                           beta, rows)
+        elif left >= L + L + L or (WIDE and left > L + L):
+            rows4_vectors3(A, index(a_off), row, step, B, b, ldb_, depth, min(L, left - L - L), C,
+                           c, ldc_, alpha, beta, rows)
             j += L + L + L
         elif left > L:
             rows4_vectors2(A, index(a_off), row, step, B, b, ldb_, depth, min(L, left - L), C, c,

@@ -131,3 +131,65 @@ def test_one_term_products_are_numpys_bits(dtype):
                                ldc)
                     assert np.array_equal(C.reshape(m, ldc), expected, equal_nan=True), \
                         (m, n, trans_a, beta)
+
+
+# Run in a process of its own: a read or write past a guard page kills the process, and
+# the test then fails with its output rather than taking pytest down.
+_GUARDED = r'''
+import ctypes, mmap, sys
+import numpy as np
+from fastmlp.kernels.small_gemm import small_gemm
+
+PAGE = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def before_guard(size, dtype):
+    """A new array of `size` elements that ends where a page no one may touch begins."""
+    pages = -(-size * np.dtype(dtype).itemsize // PAGE)
+    buffer = mmap.mmap(-1, (pages + 1) * PAGE)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    assert libc.mprotect(start + pages * PAGE, PAGE, 0) == 0  # PROT_NONE
+    whole = np.frombuffer(buffer, dtype, (pages * PAGE) // np.dtype(dtype).itemsize)
+    return whole[whole.size - size:], buffer
+
+
+dtype = np.dtype(sys.argv[1])
+rng = np.random.default_rng(5)
+kept = []
+for m, n, k in ((9, 10, 7), (5, 3, 6), (8, 11, 2), (4, 19, 5), (13, 9, 4), (6, 2, 3)):
+    for trans_a in (False, True):
+        for guarded in "ABC":
+            for beta in (0.0, 0.5):
+                a_rows, a_cols = (k, m) if trans_a else (m, k)
+                arrays = {"A": a_rows * a_cols, "B": k * n, "C": m * n}
+                made = {}
+                for name, size in arrays.items():
+                    if name == guarded:
+                        made[name], buffer = before_guard(size, dtype)
+                        kept.append(buffer)
+                    else:
+                        made[name] = np.empty(size, dtype)
+                    made[name][...] = rng.standard_normal(size)
+                A, B, C = made["A"], made["B"], made["C"]
+                before = C.copy()
+                small_gemm(np.bool_(trans_a), m, n, k, -0.3, A, 0, a_cols, B, 0, n, beta, C, 0, n)
+                op_a = A.reshape(a_rows, a_cols).astype(np.float64)
+                op_a = op_a.T if trans_a else op_a
+                expected = (-0.3 * op_a @ B.reshape(k, n).astype(np.float64)
+                            + beta * before.reshape(m, n))
+                assert np.allclose(C.reshape(m, n), expected, rtol=1e-5, atol=1e-5), (m, n, k)
+print("ok")
+'''
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_nothing_is_read_or_written_past_the_operands(dtype):
+    # each operand in turn ends where a page begins that no one may read or write: a
+    # partial last vector's loads may read whole vectors of B past the strip's columns
+    # (into B's next row), but never past B's end, and stores leave C's end alone
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _GUARDED, dtype], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
