@@ -393,7 +393,7 @@ class BaseMLP:
         # workspaces and scratch are not worth keeping
         state = self.__dict__.copy()
         for key in ("_coefs", "_intercepts", "_ws", "_grads", "_kernel_arguments",
-                    "_kernel_draws", "_kernel_table"):
+                    "_kernel_draws", "_kernel_table", "_kernel_entry"):
             state.pop(key, None)
         return state
 
