@@ -279,9 +279,9 @@ class MLP(BaseMLP):
             order = np.empty(n, np.int64)
         # the compiled code, called directly once dispatched (_entry_point: 0.27 us of
         # ~1.9 at 303 rows): its arguments' types are fixed by the generator's kind
-        shuffle = kept[2] or shuffle_order
+        shuffle_now = kept[2] or shuffle_order
         with lock:  # as NumPy's shuffle: one thread draws from a generator at a time
-            shuffle(order, restart, function, state, mt19937)
+            shuffle_now(order, restart, function, state, mt19937)
         if kept[2] is None:
             self._kernel_draws = (*kept[:2], _entry_point(shuffle_order, (order, restart, function,
                                                                          state, mt19937)))
