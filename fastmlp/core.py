@@ -217,10 +217,10 @@ class MLP(BaseMLP):
         kept = self._kernel_entry
         epoch = kept[2] if kept is not None and kept[0] is arrays and kept[1] is parallel else None
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
-            loss, finite, rows_finite = (epoch or network.train_epoch)(*args)
+            loss, finite, rows_finite = epoch(*args) if epoch else network.train_epoch(*args)
         else:
             with context:
-                loss, finite, rows_finite = (epoch or network.train_epoch)(*args)
+                loss, finite, rows_finite = epoch(*args) if epoch else network.train_epoch(*args)
         if epoch is None:
             self._kernel_entry = (arrays, parallel, _entry_point(network.train_epoch, args))
         if not rows_finite:
@@ -279,9 +279,11 @@ class MLP(BaseMLP):
             order = np.empty(n, np.int64)
         # the compiled code, called directly once dispatched (_entry_point: 0.27 us of
         # ~1.9 at 303 rows): its arguments' types are fixed by the generator's kind
-        shuffle_now = kept[2] or shuffle_order
         with lock:  # as NumPy's shuffle: one thread draws from a generator at a time
-            shuffle_now(order, restart, function, state, mt19937)
+            if kept[2]:
+                kept[2](order, restart, function, state, mt19937)
+            else:
+                shuffle_order(order, restart, function, state, mt19937)
         if kept[2] is None:
             self._kernel_draws = (*kept[:2], _entry_point(shuffle_order, (order, restart, function,
                                                                          state, mt19937)))
