@@ -28,6 +28,7 @@ from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS,
 from ._memory import read_only
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
+from .columns import add_bias_columns, sum_columns
 
 
 @inner_jit
@@ -119,41 +120,24 @@ def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fa
                 scalar(1.0), A, a_off, a_ld, params, w_off, fan_out, scalar(0.0), Z, z_off, z_ld)
     n_in, n_out, bias = index(fan_in), index(fan_out), index(b_off)
     zero = Z.dtype.type(0)
-    if blas and has_bias and activation == IDENTITY and n_out < index(8):
-        # a few outputs with no activation (the logits): each bias down its column, in
-        # one loop over the rows, not a short loop per row
-        for j in range(n_out):
-            b = params[bias + j]
-            for r in range(index(rows)):
-                Z[index(z_off) + r * index(z_ld) + j] += b
-        return
     # the first multiple of eight outputs: the loops below take those eight at a time
     eight = n_out // index(8) * index(8)
-    # bias + relu of a small layer after gemm: eight columns at a time down all the rows,
-    # their biases in registers, not a short loop per row (13-8-1 at batch 32: compiled
-    # epoch ~14.0 -> ~12.9 us, alternating processes); a wide one's rows are long loops
-    by_columns = blas and has_bias and activation == RELU and n_out < index(64)
+    # bias (+ relu) of a small layer after gemm: eight columns at a time down all the
+    # rows, their biases in a vector (columns.py), not a short loop per row (13-8-1 at
+    # batch 32: compiled epoch ~14.0 -> ~12.9 us as eight scalars, alternating
+    # processes); a wide one's rows are long loops
+    by_columns = (blas and has_bias and (activation == RELU or activation == IDENTITY)
+                  and n_out < index(64))
     if by_columns:
-        for j in range(index(0), eight, index(8)):
-            b = bias + j
-            b0, b1, b2, b3 = (params[b], params[b + index(1)], params[b + index(2)],
-                              params[b + index(3)])
-            b4, b5, b6, b7 = (params[b + index(4)], params[b + index(5)], params[b + index(6)],
-                              params[b + index(7)])
-            for r in range(index(rows)):
-                z = index(z_off) + r * index(z_ld) + j
-                v0, v1, v2, v3 = (Z[z] + b0, Z[z + index(1)] + b1, Z[z + index(2)] + b2,
-                                  Z[z + index(3)] + b3)
-                v4, v5, v6, v7 = (Z[z + index(4)] + b4, Z[z + index(5)] + b5, Z[z + index(6)] + b6,
-                                  Z[z + index(7)] + b7)
-                Z[z] = zero if v0 < zero else v0
-                Z[z + index(1)] = zero if v1 < zero else v1
-                Z[z + index(2)] = zero if v2 < zero else v2
-                Z[z + index(3)] = zero if v3 < zero else v3
-                Z[z + index(4)] = zero if v4 < zero else v4
-                Z[z + index(5)] = zero if v5 < zero else v5
-                Z[z + index(6)] = zero if v6 < zero else v6
-                Z[z + index(7)] = zero if v7 < zero else v7
+        add_bias_columns(Z, z_off, z_ld, params, b_off, rows, eight, activation == RELU)
+        if activation == IDENTITY:
+            # the last few outputs with no activation (the logits): each bias down its
+            # column, in one loop over the rows, not a short loop per row
+            for j in range(eight, n_out):
+                b = params[bias + j]
+                for r in range(index(rows)):
+                    Z[index(z_off) + r * index(z_ld) + j] += b
+            return
         if eight == n_out:
             return
     for r in range(index(rows)):
@@ -209,26 +193,11 @@ def bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out):
     if n_out < index(64):
         # up to 63 outputs: each sum in a register, not a store and a load per row and
         # output (backward pass of tiny 13-8-1 at batch 32 554-584 -> 398-432 ns, digits
-        # 64-32-10 4020-4450 -> 3720-3800, side by side), eight sums side by side: one
-        # alone waits on its previous add at every row. Larger layers vectorise over
-        # the outputs, below.
+        # 64-32-10 4020-4450 -> 3720-3800, side by side), eight sums side by side in a
+        # vector (columns.py): one alone waits on its previous add at every row. Larger
+        # layers vectorise over the outputs, below.
         eight = n_out // index(8) * index(8)
-        for j in range(index(0), eight, index(8)):
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-            for r in range(index(rows)):
-                d = index(d_off) + r * index(d_ld) + j
-                s0 += D[d]
-                s1 += D[d + index(1)]
-                s2 += D[d + index(2)]
-                s3 += D[d + index(3)]
-                s4 += D[d + index(4)]
-                s5 += D[d + index(5)]
-                s6 += D[d + index(6)]
-                s7 += D[d + index(7)]
-            g = bias + j
-            grads[g], grads[g + index(1)], grads[g + index(2)] = s0, s1, s2
-            grads[g + index(3)], grads[g + index(4)], grads[g + index(5)] = s3, s4, s5
-            grads[g + index(6)], grads[g + index(7)] = s6, s7
+        sum_columns(grads, b_off, D, d_off, d_ld, rows, eight)
         for j in range(eight, n_out):
             total = zero
             for r in range(index(rows)):
