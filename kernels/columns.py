@@ -6,7 +6,11 @@ columns over the rows in one vector. numba compiled these, written as eight scal
 side by side, to scalar instructions (vaddsd, vmaxsd), which LLVM's SLP vectoriser did
 not join; here each row of the block is one vector load, operation and store. Each
 element gets the same operations in the same order as the scalar code (per column, rows
-in order), so the same bits.
+in order), so the same bits. Measured (Zen 4, 1 thread, a partial_fit call, alternating
+processes, against the eight scalars): digits 64-32-10 float64 534-540 -> 509-514 us,
+float32 342-345 -> 312-318 us; 13-8-1 at batch 32 float32 23.3-23.8 -> 21.9-22.7 us. The
+logits of 8 to 63 outputs (digits' 10) go down their columns here too, not a row at a
+time; a cold compile came out 0.3-0.8 s shorter.
 
 Legend:  rows  rows of the block;  eight  columns, a multiple of 8 (the caller runs the
     rest);  a matrix M (rows, >= eight) at m_off with row length m_ld in a flat buffer
