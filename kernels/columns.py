@@ -102,6 +102,43 @@ def sum_columns(typingctx, grads, g_off, D, d_off, d_ld, rows, eight):
     return sig, codegen
 
 
+@intrinsic
+def dot_columns(typingctx, Z, z, A, a, params, w_off, n_in, n_out, eight):
+    """Z[z + j] = A[a:a + n_in] @ W[:, j] for the first `eight` columns of W (n_in, n_out)
+    at w_off in params: each a sum over k in order of fused multiply-adds from 0, as the
+    scalar loop `s += A[a + k] * W[k, j]` compiles (fastmath's contract), eight sums in
+    one vector, each step one broadcast of A[a + k] and one load of W's row."""
+    sig = types.void(Z, z, A, a, params, w_off, n_in, n_out, eight)
+
+    def codegen(context, builder, signature, args):
+        Z_data, A_data, p_data = _pointers(context, builder, signature, args, (0, 2, 4))
+        z, a, w_off, n_in, n_out, eight = _integers(context, builder, signature, args,
+                                                    (1, 3, 5, 6, 7, 8))
+        element = context.get_value_type(signature.args[0].dtype)
+        vector = ir.VectorType(element, WIDTH)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fmuladd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3),
+            f"llvm.fmuladd.v{WIDTH}{element.intrinsic_name}")
+        with cgutils.for_range_slice(builder, i64(0), eight, i64(WIDTH)) as (j, _):
+            total = cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+            first = builder.add(w_off, j)
+            with cgutils.for_range(builder, n_in) as loop:
+                k = loop.index
+                x = builder.load(builder.gep(A_data, [builder.add(a, k)]))
+                one = builder.insert_element(ir.Constant(vector, ir.Undefined), x, i32(0))
+                xs = builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
+                                            ir.Constant(ir.VectorType(i32, WIDTH), None))
+                w = builder.load(_vector_at(builder, p_data,
+                                            builder.add(first, builder.mul(k, n_out)), vector),
+                                 align=1)
+                builder.store(builder.call(fmuladd, [xs, w, builder.load(total)]), total)
+            builder.store(builder.load(total),
+                          _vector_at(builder, Z_data, builder.add(z, j), vector), align=1)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
     def add_bias_columns(Z, z_off, z_ld, params, b_off, rows, eight, relu):
         """The same loops in NumPy, a row at a time."""
@@ -118,3 +155,9 @@ if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a hel
         for r in range(rows):
             total += D[d_off + r * d_ld:d_off + r * d_ld + eight]
         grads[g_off:g_off + eight] = total
+
+    def dot_columns(Z, z, A, a, params, w_off, n_in, n_out, eight):
+        """The same products in NumPy (not fused: other last bits)."""
+        z, a, w_off, n_in, n_out, eight = (int(v) for v in (z, a, w_off, n_in, n_out, eight))
+        W = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)[:, :eight]
+        Z[z:z + eight] = A[a:a + n_in] @ W

@@ -1,12 +1,15 @@
 """kernels.columns (eight columns at a time as LLVM vectors) against plain NumPy, bit for
 bit: bias and relu down the rows (NaN stays NaN, -0.0 stays -0.0), and column sums
 over the rows in order, at offsets and row lengths past the columns used, in both
-dtypes; nothing outside the block is written."""
+dtypes; nothing outside the block is written. A row's dot products with W's columns
+against the scalar loop they replace, compiled with the kernels' options (fastmath's
+contract fuses its multiply-adds), and against NumPy to rounding."""
 import numba
 import numpy as np
 import pytest
 
-from fastmlp.kernels.columns import add_bias_columns, sum_columns
+from fastmlp.kernels._config import OPTIONS
+from fastmlp.kernels.columns import add_bias_columns, dot_columns, sum_columns
 
 
 @numba.njit
@@ -61,3 +64,35 @@ def test_sum_columns_sums_the_rows_in_order(dtype):
         expected[g_off:g_off + eight] = total
         _sum(grads, g_off, D, d_off, d_ld, rows, eight)
         assert np.array_equal(grads.view(np.uint8), expected.view(np.uint8)), (rows, eight)
+
+
+@numba.njit
+def _dot(Z, z, A, a, params, w_off, n_in, n_out, eight):
+    dot_columns(Z, z, A, a, params, w_off, n_in, n_out, eight)
+
+
+@numba.njit(**OPTIONS)
+def _dot_scalar(Z, z, A, a, params, w_off, n_in, n_out, eight):
+    for j in range(eight):
+        s = Z.dtype.type(0)
+        for k in range(n_in):
+            s += A[a + k] * params[w_off + k * n_out + j]
+        Z[z + j] = s
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dot_columns_is_the_scalar_loop_it_replaces(dtype):
+    rng = np.random.default_rng(2)
+    for n_in, n_out, eight, z, a, w_off in ((13, 8, 8, 0, 0, 0), (64, 32, 32, 3, 5, 7),
+                                            (5, 17, 16, 1, 2, 3), (1, 8, 8, 0, 0, 1),
+                                            (9, 3, 0, 2, 0, 0)):
+        A = rng.standard_normal(a + n_in + 2).astype(dtype)
+        params = rng.standard_normal(w_off + n_in * n_out + 2).astype(dtype)
+        Z, expected = (np.full(z + n_out + 2, np.nan, dtype) for _ in range(2))
+        _dot(Z, z, A, a, params, w_off, n_in, n_out, eight)
+        _dot_scalar(expected, z, A, a, params, w_off, n_in, n_out, eight)
+        assert np.array_equal(Z, expected, equal_nan=True), (n_in, n_out, eight)
+        W = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)[:, :eight]
+        exact = A[a:a + n_in].astype(np.float64) @ W.astype(np.float64)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(Z[z:z + eight], exact, rtol=tol, atol=tol)
