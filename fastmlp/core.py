@@ -33,8 +33,8 @@ import numpy as np
 from fastmlp._base import (OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, NonFiniteRows, aligned_empty,
                            layer_shapes)
 from fastmlp._threads import single_threaded_blas
-from fastmlp.kernels import _blas, network
-from fastmlp.kernels._config import PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
+from fastmlp.kernels import _blas, network, small_gemm
+from fastmlp.kernels._config import LOOPS_MAX_B_FLOAT64, PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
 from fastmlp.kernels.shuffle import MAX_POSITION, MT_WORDS, shuffle_order
 
 PREDICT_ROWS = 1024  # rows per forward block in predict: bounds the workspace
@@ -108,12 +108,14 @@ _loops_loaded = set()  # dtypes whose small-product loops this process has loade
 
 def _load_loops_for(model, rows):
     """Before a kernel call whose batches have `rows` rows or more: load (or compile)
-    small_gemm's loops for the model's dtype if one of its products may be smaller
-    than SMALL_GEMM_MAX_MACS multiply-adds (kernels/_blas.py; without them the kernels
-    run those in OpenBLAS, in other last bits). A model whose products are all larger
-    never builds them: ~0.8 s of its cold compile."""
-    if model.dtype not in _loops_loaded and (
-            rows * _smallest_product(model.layer_sizes) < SMALL_GEMM_MAX_MACS):
+    small_gemm's loops for the model's dtype if one of its products may run in them:
+    smaller than SMALL_GEMM_MAX_MACS multiply-adds, or a float64 product with a W of
+    at most LOOPS_MAX_B_FLOAT64 elements (kernels/_blas.py; without them the kernels
+    run those in OpenBLAS, in other last bits). A model whose products never do never
+    builds them: ~0.8 s of its cold compile."""
+    smallest = _smallest_product(model.layer_sizes)  # a layer's fan_in * fan_out: W's size
+    if model.dtype not in _loops_loaded and (rows * smallest < SMALL_GEMM_MAX_MACS or (
+            small_gemm.WIDE and model.dtype == np.float64 and smallest <= LOOPS_MAX_B_FLOAT64)):
         _blas.load_loops(model.dtype)
         _loops_loaded.add(model.dtype)
 

@@ -15,8 +15,9 @@ on-disk cache stays valid across processes: every process registers the names
 when this module is imported, before any kernel loads.
 
 Below _config.SMALL_GEMM_MAX_MACS, products with B as stored run in small_gemm.py's
-vector loops instead, called the same way: a C callback per dtype with gemm's
-interface. Its code then compiles once, not again in every kernel above it (numba
+vector loops instead (and larger float64 ones with A as stored too, where the machine
+has 32 vector registers and B is small: _config.LOOPS_MAX_B_FLOAT64), called the same
+way: a C callback per dtype with gemm's interface. Its code then compiles once, not again in every kernel above it (numba
 re-optimises a jitted callee inside each caller: 2.3-2.6 s more of a cold compile).
 Kernels call it through a cell: a pointer under a symbol of its own, read at each
 call. The callback loads on import when numba's cache has it; else it compiles only
@@ -45,7 +46,8 @@ from numba.extending import intrinsic
 from numba.np import numpy_support
 
 from . import small_gemm
-from ._config import OPTIONS, SMALL_GEMM_MAX_MACS, inner_jit
+from .small_gemm import WIDE
+from ._config import LOOPS_MAX_B_FLOAT64, OPTIONS, SMALL_GEMM_MAX_MACS, inner_jit
 from ._openblas import GEMM, SMALL_MAX_MACS
 
 _NAMES = {types.float64: "dgemm", types.float32: "sgemm"}
@@ -212,7 +214,8 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
     operands swapped. beta = 0 overwrites C (what it held is not used, NaN or not)."""
     if m == 0 or n == 0:
         return
-    if m * n * k < SMALL_GEMM_MAX_MACS and not trans_b:
+    if not trans_b and (m * n * k < SMALL_GEMM_MAX_MACS or (
+            WIDE and C.itemsize == 8 and not trans_a and k * n <= LOOPS_MAX_B_FLOAT64)):
         _fortran_loops(trans_b, trans_a, n, m, k, alpha, B, b_off, ldb, A, a_off, lda, beta, C,
                        c_off, ldc)
     elif m * n * k <= SMALL_MAX_MACS:

@@ -62,6 +62,19 @@ BLAS_MIN_MACS = 1 << 8
 # ran 1.0-1.9x as fast as OpenBLAS's AVX2 build; mnist's 32x784x128 (3.2M) 0.7x.
 SMALL_GEMM_MAX_MACS = 1 << 17
 
+# From SMALL_GEMM_MAX_MACS up too, on a machine with 32 vector registers (small_gemm.WIDE)
+# a float64 product with A as stored (a layer's forward product; its input gradient
+# through W.T's copy) runs in the loops when B (W) holds at most this many elements
+# (1 MiB, within Zen 4's L2): they read B where it lies, where OpenBLAS packs it again
+# for every call. Measured (Zen 4, 1 thread, side by side, ns per product): 64x1000 @
+# 1000x100 (wide) 271 -> 236-253 us, 32x784 @ 784x128 147 -> 124 us, 128x784 @ 784x128
+# 514 -> 483-498 us; an epoch, alternating processes: wide 61.4-61.9 -> 56.2-56.8 ms,
+# mnist at batch 128 541-548 -> 511 ms, at batch 32 625-626 -> 526-534 ms, deep (W of
+# 2 MiB, in OpenBLAS: the loops ran its 256x512 @ 512x512 at 73% of the peak against
+# 93%) alike. In float32 OpenBLAS was as fast or faster at these shapes; the weight
+# gradient (A.T) ran faster in OpenBLAS too (784x128 @ 128x128: 492 against 537 us).
+LOOPS_MAX_B_FLOAT64 = 1 << 17
+
 # Below this many multiply-adds, a layer's input gradient D @ W.T runs as W.T copied
 # into scratch and a plain product: OpenBLAS takes D @ W.T with few outputs (K < 32
 # in its column-major terms) off its small-matrix kernels, onto its general path,

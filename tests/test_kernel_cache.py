@@ -74,11 +74,13 @@ def test_the_stamp_covers_which_blas_library_the_products_call(monkeypatch):
 LOOPS = ("from fastmlp.kernels import _blas; "
          "print(_blas.loops_loaded('float64'), _blas.loops_loaded('float32')); ")
 # 64-64-32 at 64 rows: every product has 2**17 multiply-adds or more, none for the loops;
-# a prediction for 7 rows has smaller ones
+# a prediction for 7 rows has smaller ones. In float32: a float64 product may run in them
+# at any size (_config.LOOPS_MAX_B_FLOAT64)
 FIT_THEN_PREDICT = (
     "import fastmlp, numpy as np; rng = np.random.default_rng(0); "
     "X = rng.standard_normal((128, 64)); y = rng.integers(0, 32, 128); "
-    "m = fastmlp.MLP([64, 64, 32], random_state=0).fit(X, y, epochs=2, batch_size=64); "
+    "m = fastmlp.MLP([64, 64, 32], random_state=0, dtype='float32')"
+    ".fit(X, y, epochs=2, batch_size=64); "
     + LOOPS + "np.save({path!r}, m.predict_proba(X[:7])); " + LOOPS)
 
 
@@ -93,19 +95,19 @@ def test_the_small_product_loops_load_when_a_call_first_needs_them(tmp_path):
                               capture_output=True, text=True).stdout.split()
 
     # a fresh cache: the fit needs no loops and builds none; the prediction compiles
-    # the float64 ones only
-    assert run("compiled.npy") == ["False", "False", "True", "False"]
+    # the float32 ones only
+    assert run("compiled.npy") == ["False", "False", "False", "True"]
     compiled = np.load(tmp_path / "compiled.npy")
     # the oracle: loaded from the cache on import, before any kernel runs. Without the
     # loops, the 7-row prediction's products would run in OpenBLAS, in other last bits
-    assert run("loaded_first.npy") == ["True", "False"] * 2
+    assert run("loaded_first.npy") == ["False", "True"] * 2
     assert np.array_equal(np.load(tmp_path / "loaded_first.npy"), compiled)
 
     # their cache lost, they compile again when needed, and give the same bits
-    [folder] = {path.parent for path in (tmp_path / "cache").rglob("small_gemm.fortran_dgemm*")}
-    for path in folder.glob("small_gemm.fortran_dgemm*"):
+    [folder] = {path.parent for path in (tmp_path / "cache").rglob("small_gemm.fortran_sgemm*")}
+    for path in folder.glob("small_gemm.fortran_sgemm*"):
         path.unlink()
-    assert run("recompiled.npy") == ["False", "False", "True", "False"]
+    assert run("recompiled.npy") == ["False", "False", "False", "True"]
     assert np.array_equal(np.load(tmp_path / "recompiled.npy"), compiled)
 
 

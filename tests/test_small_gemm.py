@@ -62,6 +62,31 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
         assert np.array_equal(via_gemm, via_loops)
 
 
+def test_blas_gemm_runs_larger_float64_products_with_a_small_w_in_these_loops():
+    # _config.LOOPS_MAX_B_FLOAT64: with 32 vector registers, a float64 product with A as
+    # stored and B of up to that many elements runs in the loops whatever its size (the
+    # same bits as small_gemm's); A.T, float32 and larger B stay in OpenBLAS
+    from fastmlp.kernels import small_gemm as module
+    from fastmlp.kernels._blas import load_loops
+    from fastmlp.kernels._config import LOOPS_MAX_B_FLOAT64, SMALL_GEMM_MAX_MACS
+    rng = np.random.default_rng(4)
+    for dtype in (np.float64, np.float32):
+        load_loops(dtype)
+        for m, n, k, trans_a in ((64, 100, 1000, False), (32, 128, 784, False),
+                                 (64, 100, 1000, True), (40, 600, 300, False)):
+            assert m * n * k >= SMALL_GEMM_MAX_MACS
+            A = rng.standard_normal(m * k).astype(dtype)
+            B = rng.standard_normal(k * n).astype(dtype)
+            lda = m if trans_a else k
+            via_gemm, via_loops = np.zeros(m * n, dtype), np.zeros(m * n, dtype)
+            gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
+            small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
+            in_loops = (module.WIDE and dtype == np.float64 and not trans_a
+                        and k * n <= LOOPS_MAX_B_FLOAT64)
+            assert np.array_equal(via_gemm, via_loops) == in_loops, (m, n, k, trans_a, dtype)
+            np.testing.assert_allclose(via_gemm, via_loops, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_block_shapes_do_not_change_the_bits(dtype):
     # each element of C is one sum over k in order, whichever block computes it: a product
