@@ -53,13 +53,19 @@ def test_blas_gemm_runs_small_products_in_these_loops(dtype):
     # (8 x 1 from A.T: one contiguous column, run as the row C.T = B.T @ A: the same sums)
     for m, n, k, trans_a in ((32, 8, 13, False), (13, 8, 32, True), (32, 10, 32, False),
                              (8, 1, 32, True), (13, 1, 5, True), (32, 1, 8, False)):
-        A = rng.standard_normal(m * k).astype(dtype)
-        B = rng.standard_normal(k * n).astype(dtype)
-        lda = m if trans_a else k
-        via_gemm, via_loops = np.zeros(m * n, dtype), np.zeros(m * n, dtype)
-        gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
-        small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
+        via_gemm, via_loops = _through_gemm_and_loops(m, n, k, trans_a, dtype, rng)
         assert np.array_equal(via_gemm, via_loops)
+
+
+def _through_gemm_and_loops(m, n, k, trans_a, dtype, rng):
+    """C = op(A) @ B for random A and B, through _blas.gemm and through small_gemm."""
+    A = rng.standard_normal(m * k).astype(dtype)
+    B = rng.standard_normal(k * n).astype(dtype)
+    lda = m if trans_a else k
+    via_gemm, via_loops = np.zeros(m * n, dtype), np.zeros(m * n, dtype)
+    gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
+    small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
+    return via_gemm, via_loops
 
 
 def test_blas_gemm_runs_larger_float64_products_with_a_small_w_in_these_loops():
@@ -75,12 +81,7 @@ def test_blas_gemm_runs_larger_float64_products_with_a_small_w_in_these_loops():
         for m, n, k, trans_a in ((64, 100, 1000, False), (32, 128, 784, False),
                                  (64, 100, 1000, True), (40, 600, 300, False)):
             assert m * n * k >= SMALL_GEMM_MAX_MACS
-            A = rng.standard_normal(m * k).astype(dtype)
-            B = rng.standard_normal(k * n).astype(dtype)
-            lda = m if trans_a else k
-            via_gemm, via_loops = np.zeros(m * n, dtype), np.zeros(m * n, dtype)
-            gemm(trans_a, False, m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_gemm, 0, n)
-            small_gemm(np.bool_(trans_a), m, n, k, 1.0, A, 0, lda, B, 0, n, 0.0, via_loops, 0, n)
+            via_gemm, via_loops = _through_gemm_and_loops(m, n, k, trans_a, dtype, rng)
             in_loops = (module.WIDE and dtype == np.float64 and not trans_a
                         and k * n <= LOOPS_MAX_B_FLOAT64)
             assert np.array_equal(via_gemm, via_loops) == in_loops, (m, n, k, trans_a, dtype)
