@@ -17,8 +17,9 @@ when this module is imported, before any kernel loads.
 Below _config.SMALL_GEMM_MAX_MACS, products with B as stored run in small_gemm.py's
 vector loops instead (and larger float64 ones with A as stored too, where the machine
 has 32 vector registers and B is small: _config.LOOPS_MAX_B_FLOAT64), called the same
-way: a C callback per dtype with gemm's interface. Its code then compiles once, not again in every kernel above it (numba
-re-optimises a jitted callee inside each caller: 2.3-2.6 s more of a cold compile).
+way: a C callback per dtype with gemm's interface. Its code then compiles once, not again
+in every kernel above it (numba re-optimises a jitted callee inside each caller: 2.3-2.6 s
+more of a cold compile).
 Kernels call it through a cell: a pointer under a symbol of its own, read at each
 call. The callback loads on import when numba's cache has it; else it compiles only
 when Python is about to call a kernel that may run a product that small (load_loops),

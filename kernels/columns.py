@@ -23,6 +23,8 @@ from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .small_gemm import _fmuladd, _splat
+
 WIDTH = 8  # columns a vector holds
 
 
@@ -116,23 +118,17 @@ def dot_columns(typingctx, Z, z, A, a, params, w_off, n_in, n_out, eight):
                                                     (1, 3, 5, 6, 7, 8))
         element = context.get_value_type(signature.args[0].dtype)
         vector = ir.VectorType(element, WIDTH)
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fmuladd.v{WIDTH}{element.intrinsic_name}")
+        i64 = ir.IntType(64)
         with cgutils.for_range_slice(builder, i64(0), eight, i64(WIDTH)) as (j, _):
             total = cgutils.alloca_once_value(builder, ir.Constant(vector, None))
             first = builder.add(w_off, j)
             with cgutils.for_range(builder, n_in) as loop:
                 k = loop.index
-                x = builder.load(builder.gep(A_data, [builder.add(a, k)]))
-                one = builder.insert_element(ir.Constant(vector, ir.Undefined), x, i32(0))
-                xs = builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
-                                            ir.Constant(ir.VectorType(i32, WIDTH), None))
+                xs = _splat(builder, vector, builder.load(builder.gep(A_data, [builder.add(a, k)])))
                 w = builder.load(_vector_at(builder, p_data,
                                             builder.add(first, builder.mul(k, n_out)), vector),
                                  align=1)
-                builder.store(builder.call(fmuladd, [xs, w, builder.load(total)]), total)
+                builder.store(_fmuladd(builder, xs, w, builder.load(total)), total)
             builder.store(builder.load(total),
                           _vector_at(builder, Z_data, builder.add(z, j), vector), align=1)
         return context.get_dummy_value()
