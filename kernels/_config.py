@@ -89,6 +89,10 @@ TRANSPOSED_W_MAX_MACS = 1 << 18
 # depends on sizes only, so results are bitwise the same for any thread count
 # (BLAS's own threading splits by thread count, and its results then differ).
 PARALLEL_MIN_MACS = 1 << 20
+
+# From this many multiply-adds up, a relu layer's weight gradient skips its zero deltas
+# (dense.sparse_weight_gradient).
+SPARSE_MIN_MACS = 1 << 17
 assert TRANSPOSED_W_MAX_MACS <= PARALLEL_MIN_MACS  # dense.input_gradient_product never splits those
 CHUNKS = 2
 

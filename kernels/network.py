@@ -28,7 +28,7 @@ from numba import prange
 from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES,
                       PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, inner_jit, jit, parallel_inner_jit)
 from ._memory import copy, prefetch
-from .activations import IDENTITY
+from .activations import IDENTITY, RELU
 from .checks import all_finite
 from .dense import dense_backward_input, dense_backward_params, dense_forward
 from .losses import output_row, softmax_delta, target_delta
@@ -136,8 +136,12 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
             dense_backward_input(target, t_off, a_ld, deltas, d_off, d_ld, params, w_off, inputs,
                                  a_off, a_ld, b, fan_in, fan_out, f, grads, parallel)
         if want_grad:
+            # a relu layer's deltas are half zeros; its own activations are free by now (the
+            # layer above has taken their derivative and its weight gradient)
+            free = acts if l < layout.shape[0] - 1 and activation == RELU else acts[:0]
             dense_backward_params(grads, inputs, a_off, a_ld, deltas, d_off, d_ld, params, w_off,
-                                  b_off, b, fan_in, fan_out, decay, has_bias, step_lr, parallel)
+                                  b_off, b, fan_in, fan_out, decay, has_bias, step_lr, free,
+                                  d_off, parallel)
 
 
 # The epoch inlines the loss and backward one by one, not this function holding both:

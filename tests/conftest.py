@@ -45,6 +45,45 @@ def product_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
                          B, b_off, ldb, beta, C, c_off, ldc)
 
 
+# The start of a script that checks a kernel's reads and writes stay within its operands:
+# operands() makes a kernel's arrays, one of them ending where a page no one may touch begins.
+GUARD_PAGES = r'''
+import ctypes, mmap, sys
+import numpy as np
+
+PAGE = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def before_guard(size, dtype):
+    """A new array of `size` elements that ends where a page no one may touch begins."""
+    pages = -(-size * np.dtype(dtype).itemsize // PAGE)
+    buffer = mmap.mmap(-1, (pages + 1) * PAGE)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    assert libc.mprotect(start + pages * PAGE, PAGE, 0) == 0  # PROT_NONE
+    whole = np.frombuffer(buffer, dtype, (pages * PAGE) // np.dtype(dtype).itemsize)
+    return whole[whole.size - size:], buffer
+
+
+KEPT = []  # the guarded pages' buffers, alive to the end
+
+
+def operands(sizes, guarded, dtype, fill):
+    """Arrays of `sizes` (name: size) filled by fill(size); the one named `guarded` ends
+    where a guard page begins, the others are plain arrays."""
+    made = {}
+    for name, size in sizes.items():
+        if name == guarded:
+            made[name], buffer = before_guard(size, dtype)
+            KEPT.append(buffer)
+        else:
+            made[name] = np.empty(size, dtype)
+        made[name][...] = fill(size)
+    return [made[name] for name in sizes]
+'''
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

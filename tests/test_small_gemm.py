@@ -6,7 +6,7 @@ buffer's end is read (B and C end where the product does)."""
 import numpy as np
 import pytest
 
-from conftest import gemm
+from conftest import GUARD_PAGES, gemm
 from fastmlp.kernels.small_gemm import small_gemm
 
 
@@ -159,46 +159,20 @@ def test_one_term_products_are_numpys_bits(dtype):
                         (m, n, trans_a, beta)
 
 
-# Run in a process of its own: a read or write past a guard page kills the process, and
-# the test then fails with its output rather than taking pytest down.
-_GUARDED = r'''
-import ctypes, mmap, sys
-import numpy as np
+# Run in a process of its own (conftest.GUARD_PAGES): a read or write past a guard page
+# kills the process, and the test then fails with its output rather than taking pytest down.
+_GUARDED = GUARD_PAGES + r'''
 from fastmlp.kernels.small_gemm import small_gemm
-
-PAGE = mmap.PAGESIZE
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-
-
-def before_guard(size, dtype):
-    """A new array of `size` elements that ends where a page no one may touch begins."""
-    pages = -(-size * np.dtype(dtype).itemsize // PAGE)
-    buffer = mmap.mmap(-1, (pages + 1) * PAGE)
-    start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-    assert libc.mprotect(start + pages * PAGE, PAGE, 0) == 0  # PROT_NONE
-    whole = np.frombuffer(buffer, dtype, (pages * PAGE) // np.dtype(dtype).itemsize)
-    return whole[whole.size - size:], buffer
-
 
 dtype = np.dtype(sys.argv[1])
 rng = np.random.default_rng(5)
-kept = []
 for m, n, k in ((9, 10, 7), (5, 3, 6), (8, 11, 2), (4, 19, 5), (13, 9, 4), (6, 2, 3)):
     for trans_a in (False, True):
         for guarded in "ABC":
             for beta in (0.0, 0.5):
                 a_rows, a_cols = (k, m) if trans_a else (m, k)
-                arrays = {"A": a_rows * a_cols, "B": k * n, "C": m * n}
-                made = {}
-                for name, size in arrays.items():
-                    if name == guarded:
-                        made[name], buffer = before_guard(size, dtype)
-                        kept.append(buffer)
-                    else:
-                        made[name] = np.empty(size, dtype)
-                    made[name][...] = rng.standard_normal(size)
-                A, B, C = made["A"], made["B"], made["C"]
+                A, B, C = operands({"A": a_rows * a_cols, "B": k * n, "C": m * n}, guarded, dtype,
+                                   rng.standard_normal)
                 before = C.copy()
                 small_gemm(np.bool_(trans_a), m, n, k, -0.3, A, 0, a_cols, B, 0, n, beta, C, 0, n)
                 op_a = A.reshape(a_rows, a_cols).astype(np.float64)

@@ -1,0 +1,263 @@
+"""A weight gradient that skips the zero deltas of a relu layer: C = alpha A.T @ D + beta C.
+
+Behind a relu, about half of a hidden layer's deltas are exactly zero (each sample's
+dead units), and their terms in the weight gradient A.T @ D add nothing. BLAS runs
+them all. Here each element C[i, j] sums over the samples s whose D[s, j] is not
+zero only, in order of s: the same sum as over all s, less terms that add a zero.
+In float64 that is OpenBLAS's dgemm's own sum (one fused multiply-add per term, in
+order), and C = alpha sum + (beta C) its combination, so the bits are the same.
+
+The work is laid out so the skipping costs little. D comes transposed, as G (n, rows):
+each j's deltas in a row. For a chunk of CH of A's columns, the sums of one j run in
+registers (V vectors of L lanes) over that j's nonzero samples, each a broadcast of
+G[j, s] and V loads of A's row s. The samples come from a bit mask per j and block of
+SB rows (built once per call, from G), and the blocks keep A's rows of a chunk in L1
+(SB x CH elements, 16 KiB) while GROUP j run; their sums wait in a tile on the stack
+between blocks. At the end the tile's sums are transposed L x L in registers into L
+columns of C's rows (C is row-major, one row per i). NaN deltas count as nonzero;
+-0.0 is skipped (so is an infinity in A where the delta is zero).
+
+Legend (row-major, as _blas.gemm):
+    A (rows, fan_in) at a_off, row length a_ld;  G = D.T (n, rows) at g_off, rows long
+    C (fan_in, n) at c_off, row length ldc: its rows i_start..i_stop-1 are computed
+    L  lanes of a vector: 64 bytes with 32 vector registers (small_gemm.WIDE), else 32
+    CH = V L columns of A in a chunk;  SB  rows in a block (a mask's bits)
+"""
+import numpy as np
+from llvmlite import ir
+from numba import config, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._config import jit
+from .small_gemm import WIDE, _first_lanes, _fmuladd, _masked, _min, _splat, _store
+
+VECTOR_BYTES = 64 if WIDE else 32
+V = 8  # vectors of sums per j: 8 chains of fused multiply-adds hide their latency
+SB = 32  # rows in a block: one mask bit each
+GROUP = 64  # j whose sums stay on the stack while a block runs (a multiple of L)
+# masks on the stack: at most this many (n times the blocks: 64 KiB); the caller uses
+# BLAS beyond (masks_fit)
+MAX_MASKS = 1 << 13
+
+
+def lanes_of(dtype):
+    return VECTOR_BYTES // (dtype.bitwidth // 8)
+
+
+def _transpose(builder, rows):
+    """The L vectors `rows` of an L x L matrix, transposed: bit by bit of the lane
+    index, rows r and r + h swap their lanes with bit h set and unset."""
+    L, i32 = len(rows), ir.IntType(32)
+    rows = list(rows)
+    h = 1
+    while h < L:
+        low = [c if c & h == 0 else L + c - h for c in range(L)]
+        high = [c + h if c & h == 0 else L + c for c in range(L)]
+        for r in range(L):
+            if r & h == 0:
+                x, y = rows[r], rows[r + h]
+                rows[r] = builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(i32, L), low))
+                rows[r + h] = builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(i32, L), high))
+        h *= 2
+    return rows
+
+
+def _define(module, element, L):
+    """The kernel (see the module's docstring) as an internal function of `module`."""
+    name = f"fastmlp_sparse_gradient_{element}_{L}"
+    if name in module.globals:
+        return module.globals[name]
+    i64, i1 = ir.IntType(64), ir.IntType(1)
+    pointer = element.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer, i64, i64, i64,
+                                           i64, i64, i64, element, element])
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta = fn.args
+    vector = ir.VectorType(element, L)
+    zero = ir.Constant(vector, None)
+    CH = V * L
+
+    def at(data, offset):  # a vector's pointer at data[offset]
+        return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+
+    def load(data, offset, mask=None):
+        if mask is None:
+            return builder.load(at(data, offset), align=1)
+        return _masked(builder, "load", vector, vector,
+                       [at(data, offset), ir.IntType(32)(1), mask, zero])
+
+    def clamp(count):  # 0 <= count <= L
+        return _min(builder, builder.select(builder.icmp_signed("<", count, i64(0)), i64(0), count),
+                    i64(L))
+
+    blocks = builder.udiv(builder.add(rows, i64(SB - 1)), i64(SB))
+    masks = builder.alloca(i64, size=builder.mul(n, blocks))
+    tile = builder.alloca(vector, size=i64(GROUP * V))  # the sums of GROUP j, V vectors each
+    column = builder.alloca(vector, size=i64(L))  # a transposed L x L block
+    remaining = cgutils.alloca_once(builder, i64)
+    sums = [cgutils.alloca_once(builder, vector) for _ in range(V)]
+    cttz = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]),
+                                          "llvm.cttz.i64")
+
+    # the masks: bit s - s0 of masks[b n + j] is G[j, s] != 0, for block b from row s0
+    lane_bits = ir.IntType(L)
+    with cgutils.for_range(builder, n) as columns:
+        j = columns.index
+        g_row = builder.add(g_off, builder.mul(j, rows))
+        with cgutils.for_range_slice(builder, i64(0), rows, i64(SB)) as (s0, _):
+            builder.store(i64(0), remaining)
+            for q in range(SB // L):  # L rows at a time, the last ones masked
+                first = builder.add(s0, i64(q * L))
+                with builder.if_then(builder.icmp_signed("<", first, rows)):
+                    in_rows = _min(builder, builder.sub(rows, first), i64(L))
+                    lanes = _first_lanes(builder, in_rows, L)
+                    g = load(G, builder.add(g_row, first), lanes)
+                    nonzero = builder.bitcast(builder.fcmp_unordered("!=", g, zero), lane_bits)
+                    builder.store(builder.or_(builder.load(remaining), builder.shl(
+                        builder.zext(nonzero, i64), i64(q * L))), remaining)
+            slot = builder.add(builder.mul(builder.udiv(s0, i64(SB)), n), j)
+            builder.store(builder.load(remaining), builder.gep(masks, [slot]))
+
+    def chunk(i0, width, count):
+        """Columns i0.. of A (rows i0.. of C): `count` vectors of sums per j, all
+        loads masked to the first `width` columns unless width is None."""
+        vmasks = ([None] * count if width is None else
+                  [_first_lanes(builder, clamp(builder.sub(width, i64(v * L))), L)
+                   for v in range(count)])
+        with cgutils.for_range_slice(builder, i64(0), n, i64(GROUP)) as (j0, _):
+            in_group = _min(builder, builder.sub(n, j0), i64(GROUP))
+            with cgutils.for_range_slice(builder, i64(0), rows, i64(SB)) as (s0, _):
+                b = builder.udiv(s0, i64(SB))
+                first = builder.icmp_unsigned("==", s0, i64(0))
+                with cgutils.for_range(builder, in_group) as group:
+                    jj = group.index
+                    j = builder.add(j0, jj)
+                    slots = [builder.gep(tile, [builder.add(builder.mul(jj, i64(V)), i64(v))])
+                             for v in range(count)]
+                    for v in range(count):
+                        builder.store(builder.select(first, zero, builder.load(slots[v])), sums[v])
+                    builder.store(builder.load(builder.gep(masks, [
+                        builder.add(builder.mul(b, n), j)])), remaining)
+                    test = builder.append_basic_block("samples")
+                    body = builder.append_basic_block("sample")
+                    done = builder.append_basic_block("samples_done")
+                    builder.branch(test)
+                    builder.position_at_end(test)
+                    m = builder.load(remaining)
+                    builder.cbranch(builder.icmp_unsigned("!=", m, i64(0)), body, done)
+                    builder.position_at_end(body)
+                    s = builder.add(s0, builder.call(cttz, [m, i1(1)]))
+                    builder.store(builder.and_(m, builder.sub(m, i64(1))), remaining)
+                    g = _splat(builder, vector, builder.load(builder.gep(G, [
+                        builder.add(builder.add(g_off, builder.mul(j, rows)), s)])))
+                    a = builder.add(builder.add(a_off, builder.mul(s, a_ld)), i0)
+                    for v in range(count):
+                        x = load(A, builder.add(a, i64(v * L)), vmasks[v])
+                        builder.store(_fmuladd(builder, g, x, builder.load(sums[v])), sums[v])
+                    builder.branch(test)
+                    builder.position_at_end(done)
+                    for v in range(count):
+                        builder.store(builder.load(sums[v]), slots[v])
+            # C's columns j0.. in rows i0..: L x L blocks of the tile transposed
+            limit = i64(count * L) if width is None else width
+            with_beta = builder.fcmp_unordered("!=", beta, element(0))
+            with cgutils.for_range_slice(builder, i64(0), in_group, i64(L)) as (jg, _):
+                columns = _min(builder, builder.sub(in_group, jg), i64(L))
+                lanes = _first_lanes(builder, columns, L)
+                full = builder.icmp_unsigned("==", columns, i64(L))
+                single = builder.icmp_unsigned("==", columns, i64(1))
+                for v in range(count):
+                    in_rows = clamp(builder.sub(limit, i64(v * L)))
+                    with builder.if_then(builder.icmp_signed(">", in_rows, i64(0))):
+                        block = _transpose(builder, [builder.load(builder.gep(tile, [
+                            builder.add(builder.mul(builder.add(jg, i64(t)), i64(V)), i64(v))]))
+                            for t in range(L)])
+                        for r in range(L):
+                            builder.store(block[r], builder.gep(column, [i64(r)]))
+                        with cgutils.for_range(builder, in_rows) as loop:
+                            r = loop.index
+                            offset = builder.add(builder.add(c_off, builder.mul(
+                                builder.add(builder.add(i0, i64(v * L)), r), ldc)),
+                                builder.add(j0, jg))
+                            sums_r = builder.load(builder.gep(column, [r]))
+                            scale = _splat(builder, vector, alpha)
+                            with builder.if_else(with_beta) as (add, overwrite):
+                                with add:  # alpha sum + (beta C), fused: as OpenBLAS's dgemm
+                                    kept = builder.fmul(_splat(builder, vector, beta),
+                                                        load(C, offset, lanes))
+                                    _store(builder, _fmuladd(builder, scale, sums_r, kept), C,
+                                           offset, at, True, full, single, lanes)
+                                with overwrite:  # C not read: (0 * NaN)
+                                    _store(builder, builder.fmul(scale, sums_r), C, offset, at,
+                                           True, full, single, lanes)
+
+    with cgutils.for_range_slice(builder, i_start, i_stop, i64(CH)) as (i0, _):
+        width = builder.sub(i_stop, i0)
+        with builder.if_else(builder.icmp_signed(">=", width, i64(CH))) as (whole, part):
+            with whole:
+                chunk(i0, None, V)
+            with part:
+                with builder.if_else(builder.icmp_signed("<=", width, i64(2 * L))) as (few, more):
+                    with few:
+                        chunk(i0, width, 2)
+                    with more:
+                        chunk(i0, width, V)
+    builder.ret_void()
+    return fn
+
+
+@intrinsic
+def sparse_gradient(typingctx, A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n,
+                    alpha, beta):
+    """C[i_start:i_stop] = alpha A.T @ D + beta C over D's nonzero terms, D given
+    transposed as G (n, rows) at g_off (see the module's docstring); beta = 0 does not
+    read C."""
+    if not (isinstance(A, types.Array) and isinstance(G, types.Array)
+            and isinstance(C, types.Array) and A.dtype == G.dtype == C.dtype
+            and C.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.void(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
+                     beta)
+
+    def codegen(context, builder, signature, args):
+        dtype = signature.args[5].dtype
+        integers = [context.cast(builder, args[i], signature.args[i], types.int64)
+                    for i in (1, 2, 4, 6, 7, 8, 9, 10, 11)]
+        scalars = [context.cast(builder, args[i], signature.args[i], dtype) for i in (12, 13)]
+        A_, G_, C_ = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                      for i in (0, 3, 5))
+        fn = _define(builder.module, context.get_value_type(dtype), lanes_of(dtype))
+        a_off_, a_ld_, g_off_, c_off_, ldc_, start, stop, rows_, n_ = integers
+        builder.call(fn, [A_, a_off_, a_ld_, G_, g_off_, C_, c_off_, ldc_, start, stop, rows_,
+                          n_] + scalars)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@jit(inline="always")
+def chunk_columns(itemsize):
+    """CH for elements of `itemsize` bytes."""
+    return V * VECTOR_BYTES // itemsize
+
+
+@jit(inline="always")
+def masks_fit(rows, n):
+    """Whether the masks of D (rows, n) fit on the stack (MAX_MASKS)."""
+    return n * ((rows + SB - 1) // SB) <= MAX_MASKS
+
+
+if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
+    def sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
+                        beta):
+        """The same product in NumPy, on views of the buffers."""
+        def view(buffer, offset, r, c, ld):
+            return np.lib.stride_tricks.as_strided(buffer[offset:], (r, c),
+                                                   (ld * buffer.itemsize, buffer.itemsize))
+        a = view(A, a_off + i_start, rows, i_stop - i_start, a_ld)
+        target = view(C, c_off + i_start * ldc, i_stop - i_start, n, ldc)
+        target[...] = alpha * (a.T @ view(G, g_off, n, rows, rows).T) + (beta * target if beta
+                                                                           else 0)
