@@ -210,7 +210,7 @@ def use_sparse(rows, fan_in, fan_out, itemsize):
     (CH) up. Below those, OpenBLAS ran as fast or faster: float64 8x128x128 6.1 against
     8.3 us, 128x32x32 4.6 against 8.3, float32 64x200x100 23.6 against 28.1 (alternating
     processes; 1x784x256 32.5 against 115)."""
-    return (rows * fan_in * fan_out >= SPARSE_MIN_MACS and rows >= SB
+    return (rows >= SB and rows * fan_in * fan_out >= SPARSE_MIN_MACS
             and fan_in >= 2 * chunk_columns(itemsize) and masks_fit(rows, fan_out))
 
 
@@ -252,17 +252,18 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
 
 @jit(inline="always")
 def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, b_off, rows,
-                          fan_in, fan_out, decay, has_bias, lr, free, f_off, parallel):
+                          fan_in, fan_out, decay, has_bias, lr, relu_deltas, free, f_off, parallel):
     """dW = A.T @ D + decay * W;  dbias = column sums of D.
     lr > 0: plain SGD instead, params -= lr * gradient, with no gradient buffer for
     the weights: W = (1 - lr decay) W - lr A.T @ D, in gemm or in the loops here
     (grads then holds the bias gradient only, for this layer).
-    free: a buffer whose rows x fan_out elements from f_off on may be overwritten, where
-    D is a relu layer's deltas (about half of them zero: sparse_weight_gradient skips
-    those); empty where not."""
+    relu_deltas: D is a relu layer's deltas, about half of them zero, which
+    sparse_weight_gradient skips where the layer is large enough (use_sparse); it then
+    overwrites `free`'s rows x fan_out elements from f_off on."""
     n_in, n_out = index(fan_in), index(fan_out)
     weights = range(index(w_off), index(w_off + fan_in * fan_out))
-    if free.shape[0] and use_sparse(rows, fan_in, fan_out, D.itemsize):
+    # (rows first: a plain comparison, where a small model's batch of one row ends)
+    if relu_deltas and rows >= SB and use_sparse(rows, fan_in, fan_out, D.itemsize):
         if lr > 0:
             sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, free, f_off, params, w_off,
                                    rows, fan_in, fan_out, scalar(-lr), scalar(1.0 - lr * decay),

@@ -138,10 +138,10 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
         if want_grad:
             # a relu layer's deltas are half zeros; its own activations are free by now (the
             # layer above has taken their derivative and its weight gradient)
-            free = acts if l < layout.shape[0] - 1 and activation == RELU else acts[:0]
+            relu_deltas = l < layout.shape[0] - 1 and activation == RELU
             dense_backward_params(grads, inputs, a_off, a_ld, deltas, d_off, d_ld, params, w_off,
-                                  b_off, b, fan_in, fan_out, decay, has_bias, step_lr, free,
-                                  d_off, parallel)
+                                  b_off, b, fan_in, fan_out, decay, has_bias, step_lr,
+                                  relu_deltas, acts, d_off, parallel)
 
 
 # The epoch inlines the loss and backward one by one, not this function holding both:
