@@ -33,7 +33,7 @@ import numpy as np
 from fastmlp._base import (OUTPUTS, HIDDEN_ACTIVATIONS, BaseMLP, NonFiniteRows, aligned_empty,
                            layer_shapes)
 from fastmlp._threads import single_threaded_blas
-from fastmlp.kernels import _blas, network, small_gemm
+from fastmlp.kernels import _blas, network, small_gemm, sparse_gradient
 from fastmlp.kernels._config import LOOPS_MAX_B_FLOAT64, PARALLEL_MIN_MACS, SMALL_GEMM_MAX_MACS
 from fastmlp.kernels.shuffle import MAX_POSITION, MT_WORDS, shuffle_order
 
@@ -104,6 +104,7 @@ def _smallest_product(layer_sizes):
 
 
 _loops_loaded = set()  # dtypes whose small-product loops this process has loaded
+_sparse_loaded = set()  # dtypes whose products that skip a relu layer's zeros it has loaded
 
 
 def _load_loops_for(model, rows):
@@ -112,12 +113,31 @@ def _load_loops_for(model, rows):
     smaller than SMALL_GEMM_MAX_MACS multiply-adds, or a float64 product with a W of
     at most LOOPS_MAX_B_FLOAT64 elements (kernels/_blas.py; without them the kernels
     run those in OpenBLAS, in other last bits). A model whose products never do never
-    builds them: ~0.8 s of its cold compile."""
+    builds them: ~0.8 s of its cold compile. And the products that skip a relu layer's
+    zeros (_load_sparse_for)."""
     smallest = _smallest_product(model.layer_sizes)  # a layer's fan_in * fan_out: W's size
     if model.dtype not in _loops_loaded and (rows * smallest < SMALL_GEMM_MAX_MACS or (
             small_gemm.WIDE and model.dtype == np.float64 and smallest <= LOOPS_MAX_B_FLOAT64)):
         _blas.load_loops(model.dtype)
         _loops_loaded.add(model.dtype)
+    _load_sparse_for(model)
+
+
+def _load_sparse_for(model):
+    """Load (or compile) sparse_gradient.py's products for the model's dtype if a call
+    may run one (kernels/dense.py's use_sparse, whatever the rows): a relu layer's weight
+    gradient over two chunks of fan_in, or a forward product from a relu layer over a block
+    of fan_in into two chunks of fan_out. The kernels call them through a cell that holds
+    nothing until then."""
+    if model.dtype in _sparse_loaded or model.activation != "relu":
+        return
+    chunks = 2 * sparse_gradient.chunk_columns(np.dtype(model.dtype).itemsize)
+    shapes = list(layer_shapes(model.layer_sizes))
+    if (any(fan_in >= chunks for fan_in, _ in shapes[:-1])
+            or any(fan_in >= sparse_gradient.SB and fan_out >= chunks
+                   for fan_in, fan_out in shapes[1:])):
+        _blas.load_sparse(model.dtype)
+        _sparse_loaded.add(model.dtype)
 
 
 def _bit_generator(rng):
@@ -246,6 +266,7 @@ class MLP(BaseMLP):
         if kept is not None and kept[0] == batch_size and kept[1] is s:
             return kept[2]
         single_threaded_blas()
+        _load_sparse_for(self)  # (here, not in every call: _train_epoch checks the loops only)
         acts, deltas, x_batch = self._workspace(batch_size)
         if getattr(self, "_grads", None) is None or self._grads.shape != self.params.shape:
             self._grads = aligned_empty(len(self.params), self.dtype)

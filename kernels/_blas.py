@@ -27,6 +27,9 @@ so a model whose products are all larger never builds it: ~0.8 s of a cold compi
 (784-512-512-10 at 2 threads: 9.2-9.6 -> 8.3-8.9 s, alternating processes). Until
 then the cell holds the small instance's gemm, which takes the same arguments and
 gives the same product in other last bits.
+sparse_gradient.py's products that skip a relu layer's zeros are a second C callback per
+dtype behind the same interface, with a cell of their own (sparse, load_sparse), which
+holds nothing until Python loads them before a call that may run one.
 
 Legend (row-major, as everywhere in fastmlp):
     op(A) (m, k) and op(B) (k, n) and C (m, n), each at an offset of a flat buffer;
@@ -46,7 +49,7 @@ from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 from numba.np import numpy_support
 
-from . import small_gemm
+from . import small_gemm, sparse_gradient
 from .small_gemm import WIDE
 from ._config import LOOPS_MAX_B_FLOAT64, OPTIONS, SMALL_GEMM_MAX_MACS, inner_jit
 from ._openblas import GEMM, SMALL_MAX_MACS
@@ -54,6 +57,7 @@ from ._openblas import GEMM, SMALL_MAX_MACS
 _NAMES = {types.float64: "dgemm", types.float32: "sgemm"}
 _DTYPES = {"dgemm": types.float64, "sgemm": types.float32}
 LOOPS = "loops"  # the kind of small_gemm.py's loops, beside False (small) and True (large)
+SPARSE = "sparse"  # the kind of sparse_gradient.py's products
 
 
 def _symbol(name, kind):
@@ -64,16 +68,17 @@ for (_name, _large), (_source, _address, _bits) in GEMM.items():
     llvm.add_symbol(_symbol(_name, _large), _address)
 
 
-def _loops_callback(name):
-    """small_gemm.py's loops for `name` as a C callback with gemm's interface and the
-    small instance's integers, cached on disk as the kernels are (not yet compiled)."""
+def _callback(name, kind):
+    """The kernels of `kind` (LOOPS: small_gemm.py's loops; SPARSE: sparse_gradient.py's)
+    for `name` as a C callback with gemm's interface and the small instance's integers,
+    cached on disk as the kernels are (not yet compiled)."""
     integer = types.CPointer(types.int64 if GEMM[name, False][2] == 64 else types.int32)
     value, flag = types.CPointer(_DTYPES[name]), types.CPointer(types.int8)
     signature = types.void(flag, flag, integer, integer, integer, value, value, integer, value,
                            integer, value, value, integer)
     # a copy of the function per dtype, under a name of its own: each gets a cache index
     # of its own, which processes compiling the other dtype at the same time do not rewrite
-    entry = small_gemm._from_fortran
+    entry = small_gemm._from_fortran if kind == LOOPS else sparse_gradient.from_fortran
     entry = pytypes.FunctionType(entry.__code__, entry.__globals__, f"fortran_{name}")
     entry.__qualname__ = entry.__name__
     callback = CFunc(entry, (signature.args, signature.return_type), {}, OPTIONS)
@@ -96,12 +101,23 @@ def _load_cached(callback):
     return True
 
 
-_LOOPS = {name: _loops_callback(name) for name in _DTYPES}
-# the cells the kernels call the loops through: the small instance's gemm until loaded
-_LOOPS_CELLS = {name: ctypes.c_void_p(GEMM[name, False][1]) for name in _DTYPES}
-for _name, _cell in _LOOPS_CELLS.items():
-    llvm.add_symbol(_symbol(_name, LOOPS), ctypes.addressof(_cell))
+_CALLBACKS = {(name, kind): _callback(name, kind) for name in _DTYPES for kind in (LOOPS, SPARSE)}
+# the cells the kernels call the callbacks through: the loops' holds the small instance's
+# gemm until they load; the sparse kernels' nothing (core loads them before any call)
+_CELLS = {(name, kind): ctypes.c_void_p(GEMM[name, False][1] if kind == LOOPS else None)
+          for name, kind in _CALLBACKS}
+for (_name, _kind), _cell in _CELLS.items():
+    llvm.add_symbol(_symbol(_name, _kind), ctypes.addressof(_cell))
 _loading = threading.Lock()
+
+
+def _load(dtype, kind):
+    callback = _CALLBACKS[_name_of(dtype), kind]
+    if callback.address is None and not config.DISABLE_JIT:
+        with _loading:
+            if callback.address is None:
+                callback.compile()
+                _CELLS[_name_of(dtype), kind].value = callback.address
 
 
 def load_loops(dtype):
@@ -109,29 +125,30 @@ def load_loops(dtype):
     small_gemm.py's loops from now on: loaded from numba's cache, or compiled (~0.6 s).
     Call it before a kernel that may run such a product: until then they run in the
     small OpenBLAS instance, in other last bits."""
-    name = _name_of(dtype)
-    callback = _LOOPS[name]
-    if callback.address is None and not config.DISABLE_JIT:
-        with _loading:
-            if callback.address is None:
-                callback.compile()
-                _LOOPS_CELLS[name].value = callback.address
+    _load(dtype, LOOPS)
 
 
-# Loops already in numba's cache load on import, as before the cell: loaded at their
+def load_sparse(dtype):
+    """Load (or compile, ~0.5 s) the products that skip a relu layer's zeros
+    (sparse_gradient.py) for `dtype`. Call it before a kernel that may run one: until
+    then their cell holds no function."""
+    _load(dtype, SPARSE)
+
+
+# Callbacks already in numba's cache load on import, as before the cell: loaded at their
 # first use instead (after other kernels' code), tiny at batch 32 ran ~2% slower
 # (37.8-38.1 -> 38.6-39.1 us a partial_fit call, medians of 3 runs of 6-8 alternating
 # rounds), from where their code then lies in memory.
 if not config.DISABLE_JIT:
-    for _name, _callback in _LOOPS.items():
-        if _load_cached(_callback):
-            _LOOPS_CELLS[_name].value = _callback.address
+    for _key, _callback_ in _CALLBACKS.items():
+        if _load_cached(_callback_):
+            _CELLS[_key].value = _callback_.address
 
 
 def loops_loaded(dtype):
     """Whether kernels of `dtype` run small products in the loops in this process
     (loaded on import, or by load_loops)."""
-    return _LOOPS[_name_of(dtype)].address is not None
+    return _CALLBACKS[_name_of(dtype), LOOPS].address is not None
 
 
 def _name_of(dtype):
@@ -174,6 +191,9 @@ def _fortran_gemm_of(kind):
 
             def flag(i):
                 slot = cgutils.alloca_once(builder, char)
+                if isinstance(argtys[i], types.Integer):  # a character itself (SPARSE's modes)
+                    builder.store(context.cast(builder, args[i], argtys[i], types.int8), slot)
+                    return slot
                 transposed = context.cast(builder, args[i], argtys[i], types.boolean)
                 builder.store(builder.select(transposed, char(ord("T")), char(ord("N"))), slot)
                 return slot
@@ -187,7 +207,7 @@ def _fortran_gemm_of(kind):
             fnty = ir.FunctionType(ir.VoidType(), [char.as_pointer()] * 2 + [integer_p] * 3
                                    + [value_p, value_p, integer_p, value_p, integer_p, value_p,
                                       value_p, integer_p])
-            if kind == LOOPS:  # the function the cell holds when the call runs
+            if kind in (LOOPS, SPARSE):  # the function the cell holds when the call runs
                 cell = builder.module.globals.get(_symbol(name, kind))
                 if cell is None:  # declared, not defined: the symbol names it when linked
                     cell = ir.GlobalVariable(builder.module, fnty.as_pointer(), _symbol(name, kind))
@@ -204,7 +224,7 @@ def _fortran_gemm_of(kind):
 
 
 _fortran_gemm, _fortran_gemm_large = _fortran_gemm_of(False), _fortran_gemm_of(True)
-_fortran_loops = _fortran_gemm_of(LOOPS)
+_fortran_loops, _fortran_sparse = _fortran_gemm_of(LOOPS), _fortran_gemm_of(SPARSE)
 
 
 @inner_jit
@@ -227,7 +247,29 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
                             C, c_off, ldc)
 
 
+@inner_jit
+def sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+           alpha, beta):
+    """sparse_gradient.sparse_gradient (transposed) or sparse_product, with their arguments,
+    through their C callback: compiled once per dtype, not again inside every kernel above
+    (its IR is large: inside the kernels it made the test suite's compiles ~1.3x slower)."""
+    if i_stop <= i_start or n == 0:
+        return
+    # Fortran's order, as sparse_gradient.from_fortran takes it: G is the first matrix
+    mode = sparse_gradient.GRADIENT if transposed else sparse_gradient.PRODUCT
+    c_at = c_off + (i_start * ldc if transposed else i_start)
+    _fortran_sparse(mode, sparse_gradient.NOT_TRANSPOSED, n, i_stop - i_start, rows, alpha, G,
+                    g_off, g_ld, A, a_off + i_start, a_ld, beta, C, c_at, ldc)
+
+
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
+    def sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows,
+               n, alpha, beta):
+        """The same products in NumPy (sparse_gradient.py's fallbacks)."""
+        kernel = sparse_gradient.sparse_gradient if transposed else sparse_gradient.sparse_product
+        kernel(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
+               beta)
+
     def _fortran_gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
                       c_off, ldc):
         """The same column-major product in NumPy (Fortran-order views of the buffers)."""

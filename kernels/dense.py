@@ -22,7 +22,7 @@ Legend:  b  rows,  i  fan_in,  o  fan_out
 import numpy as np
 from numba import prange
 
-from ._blas import gemm
+from ._blas import gemm, sparse
 from ._config import (BLAS_MIN_MACS, CHUNKS, FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS, PARALLEL_MIN_MACS,
                       SPARSE_MIN_MACS, TRANSPOSED_W_MAX_MACS, index, inner_jit, jit,
                       parallel_inner_jit)
@@ -30,7 +30,7 @@ from ._memory import read_only
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 from .columns import add_bias_columns, dot_columns, sum_columns
-from .sparse_gradient import SB, chunk_columns, masks_fit, sparse_gradient
+from .sparse_gradient import SB, chunk_columns, masks_fit
 
 
 @inner_jit
@@ -111,10 +111,14 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
 
 @jit(inline="always")
 def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fan_in, fan_out,
-                  has_bias, activation, parallel):
-    """Z = f(A @ W + bias)."""
+                  has_bias, activation, relu_input, parallel):
+    """Z = f(A @ W + bias). relu_input: A is a relu layer's activations, about half of them
+    zero, which sparse_forward_product skips where the layer is large enough."""
     blas = use_blas(rows, fan_in, fan_out)
-    if blas:
+    if blas and relu_input and use_sparse(fan_in, fan_out, rows, Z.itemsize):
+        sparse_forward_product(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_in,
+                               fan_out, parallel)
+    elif blas:
         # float32 by rows only where that saves the serial kernels a call (_config)
         by_columns = Z.itemsize == 4 and (rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
                                           or not ROW_SPLIT_EXACT)
@@ -204,31 +208,36 @@ def bias_gradient(grads, D, d_off, d_ld, b_off, rows, fan_out):
 
 
 @inner_jit
-def use_sparse(rows, fan_in, fan_out, itemsize):
-    """Whether a relu layer's weight gradient skips its zero deltas (sparse_gradient.py):
-    from SPARSE_MIN_MACS multiply-adds, a block of rows (SB) and two chunks of columns
-    (CH) up. Below those, OpenBLAS ran as fast or faster: float64 8x128x128 6.1 against
-    8.3 us, 128x32x32 4.6 against 8.3, float32 64x200x100 23.6 against 28.1 (alternating
-    processes; 1x784x256 32.5 against 115)."""
-    return (rows >= SB and rows * fan_in * fan_out >= SPARSE_MIN_MACS
-            and fan_in >= 2 * chunk_columns(itemsize) and masks_fit(rows, fan_out))
+def use_sparse(depth, columns, n, itemsize):
+    """Whether a product with a relu layer's values as one operand skips their zeros
+    (sparse_gradient.py): the deltas of the weight gradient (sums over depth = the rows, the
+    other operand's columns = fan_in, n = fan_out) or the activations forward (over fan_in,
+    W's fan_out columns, n = the rows). From SPARSE_MIN_MACS multiply-adds, a block (SB) of
+    depth and two chunks (CH) of columns up. Below those, OpenBLAS ran as fast or faster
+    (weight gradients, float64 8x128x128 6.1 against 8.3 us, 128x32x32 4.6 against 8.3,
+    float32 64x200x100 23.6 against 28.1; 1x784x256 32.5 against 115)."""
+    return (depth >= SB and depth * columns * n >= SPARSE_MIN_MACS
+            and columns >= 2 * chunk_columns(itemsize) and masks_fit(depth, n))
 
 
 @inner_jit
-def sparse_block(c, A, a_off, a_ld, G, g_off, C, c_off, fan_in, rows, fan_out, alpha, beta):
-    """Block c of CHUNKS of sparse_weight_gradient: rows of C (fan_in) in multiples of CH."""
+def sparse_block(c, transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, columns, rows, n,
+                 alpha, beta):
+    """Block c of CHUNKS of a sparse_gradient (transposed) or sparse_product call over A's
+    `columns` columns: those of chunks c CHUNKS / CHUNKS.. (CH of them each)."""
     width = chunk_columns(C.itemsize)
-    chunks = (fan_in + width - 1) // width
-    i0 = min(fan_in, chunks * c // CHUNKS * width)
-    i1 = min(fan_in, chunks * (c + 1) // CHUNKS * width)
-    sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, fan_out, i0, i1, rows, fan_out, alpha, beta)
+    chunks = (columns + width - 1) // width
+    i0 = min(columns, chunks * c // CHUNKS * width)
+    i1 = min(columns, chunks * (c + 1) // CHUNKS * width)
+    sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i0, i1, rows, n, alpha, beta)
 
 
 @parallel_inner_jit
-def sparse_in_blocks(A, a_off, a_ld, G, g_off, C, c_off, fan_in, rows, fan_out, alpha, beta):
+def sparse_in_blocks(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, columns, rows, n,
+                     alpha, beta):
     for c in prange(CHUNKS):
-        sparse_block(np.int64(c), A, a_off, a_ld, G, g_off, C, c_off, fan_in, rows, fan_out, alpha,
-                     beta)
+        sparse_block(np.int64(c), transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc,
+                     columns, rows, n, alpha, beta)
 
 
 @inner_jit
@@ -244,10 +253,24 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
         for r in range(n_rows):
             G[g + r] = D[index(d_off) + r * index(d_ld) + j]
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
-        sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, fan_out, 0, fan_in, rows, fan_out,
-                        alpha, beta)
+        sparse(flag(True), A, a_off, a_ld, G, g_off, rows, C, c_off, fan_out, 0, fan_in, rows,
+               fan_out, alpha, beta)
     else:
-        sparse_in_blocks(A, a_off, a_ld, G, g_off, C, c_off, fan_in, rows, fan_out, alpha, beta)
+        sparse_in_blocks(flag(True), A, a_off, a_ld, G, g_off, rows, C, c_off, fan_out, fan_in,
+                         rows, fan_out, alpha, beta)
+
+
+@inner_jit
+def sparse_forward_product(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_in, fan_out,
+                           parallel):
+    """Z = A @ W over A's nonzero terms (sparse_gradient.sparse_product), A a relu layer's
+    activations; split as sparse_weight_gradient, by W's columns."""
+    if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
+        sparse(flag(False), params, w_off, fan_out, A, a_off, a_ld, Z, z_off, z_ld, 0, fan_out,
+               fan_in, rows, scalar(1.0), scalar(0.0))
+    else:
+        sparse_in_blocks(flag(False), params, w_off, fan_out, A, a_off, a_ld, Z, z_off, z_ld,
+                         fan_out, fan_in, rows, scalar(1.0), scalar(0.0))
 
 
 @jit(inline="always")

@@ -68,7 +68,8 @@ def forward(acts, x, x_off, params, layout, cap, rows, activation, has_bias, par
         out_off, out_ld = block_offset(layout, l, cap), layout[l, 4]
         f = activation if l < n_layers - 1 else IDENTITY
         dense_forward(acts, out_off, out_ld, inputs, in_off, in_ld, params, layout[l, 2],
-                      layout[l, 3], rows, layout[l, 0], layout[l, 1], has_bias, f, parallel)
+                      layout[l, 3], rows, layout[l, 0], layout[l, 1], has_bias, f,
+                      l > 0 and activation == RELU, parallel)
         inputs, in_off, in_ld = acts, out_off, out_ld
     return in_off
 

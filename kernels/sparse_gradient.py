@@ -1,27 +1,34 @@
-"""A weight gradient that skips the zero deltas of a relu layer: C = alpha A.T @ D + beta C.
+"""Products with a relu layer's values as one operand, skipping their zeros: its weight
+gradient C = alpha A.T @ D + beta C (sparse_gradient) and the next layer's forward product
+C = A @ W (sparse_product).
 
-Behind a relu, about half of a hidden layer's deltas are exactly zero (each sample's
-dead units), and their terms in the weight gradient A.T @ D add nothing. BLAS runs
-them all. Here each element C[i, j] sums over the samples s whose D[s, j] is not
-zero only, in order of s: the same sum as over all s, less terms that add a zero.
-In float64 that is OpenBLAS's dgemm's own sum (one fused multiply-add per term, in
-order), and C = alpha sum + (beta C) its combination, so the bits are the same.
+Behind a relu, about half of a hidden layer's activations and deltas are exactly zero
+(each sample's dead units), and their terms add nothing. BLAS runs them all. Here each
+element sums over the nonzero terms only, in order: the same sum as over all terms, less
+terms that add a zero. In float64 that is OpenBLAS's dgemm's own sum (one fused
+multiply-add per term, in order), and C = alpha sum + (beta C) its combination, so the
+bits are the same.
 
-The work is laid out so the skipping costs little. D comes transposed, as G (n, rows):
-each j's deltas in a row. For a chunk of CH of A's columns, the sums of one j run in
-registers (V vectors of L lanes) over that j's nonzero samples, each a broadcast of
-G[j, s] and V loads of A's row s. The samples come from a bit mask per j and block of
-SB rows (built once per call, from G), and the blocks keep A's rows of a chunk in L1
-(SB x CH elements, 16 KiB) while GROUP j run; their sums wait in a tile on the stack
-between blocks. At the end the tile's sums are transposed L x L in registers into L
-columns of C's rows (C is row-major, one row per i). NaN deltas count as nonzero;
--0.0 is skipped (so is an infinity in A where the delta is zero).
+Both are one kernel: C's rows j (or columns, transposed) = G @ A, with G (n, rows) the
+sparse operand, one row per j: the weight gradient's D transposed (each output's deltas in
+a row), or forward the activations themselves. The work is laid out so the skipping costs
+little. For a chunk of CH of A's columns, the sums of one j run in registers (V vectors of
+L lanes) over that j's nonzero terms s, each a broadcast of G[j, s] and V loads of A's row
+s. The terms come from a bit mask per j and block of SB rows of A (built once per call),
+and a block keeps A's rows of the chunk in L1 (SB x CH elements, 16 KiB) while GROUP j
+run; their sums wait in a tile on the stack between blocks. At the end the tile goes to
+C's rows, or for the weight gradient is transposed L x L in registers into L columns of
+C's rows (C is row-major, one row per input). NaN counts as nonzero; -0.0 is skipped (so
+is an infinity in A where G is zero).
 
 Legend (row-major, as _blas.gemm):
-    A (rows, fan_in) at a_off, row length a_ld;  G = D.T (n, rows) at g_off, rows long
-    C (fan_in, n) at c_off, row length ldc: its rows i_start..i_stop-1 are computed
+    A (rows, fan_in) at a_off, row length a_ld: the dense operand (X or an activation
+      block for the weight gradient; W forward)
+    G (n, rows) at g_off, row length g_ld: the sparse operand
+    C (fan_in, n) transposed, else (n, fan_in), at c_off, row length ldc: its columns
+      i_start..i_stop-1 of G @ A are computed
     L  lanes of a vector: 64 bytes with 32 vector registers (small_gemm.WIDE), else 32
-    CH = V L columns of A in a chunk;  SB  rows in a block (a mask's bits)
+    CH = V L columns of A in a chunk;  SB  rows of A in a block (a mask's bits)
 """
 import numpy as np
 from llvmlite import ir
@@ -30,7 +37,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import jit
-from .small_gemm import WIDE, _first_lanes, _fmuladd, _masked, _min, _splat, _store
+from .small_gemm import (WIDE, _extent, _first_lanes, _fmuladd, _masked, _min, _splat, _store,
+                         array_at)
 
 VECTOR_BYTES = 64 if WIDE else 32
 V = 8  # vectors of sums per j: 8 chains of fused multiply-adds hide their latency
@@ -63,20 +71,21 @@ def _transpose(builder, rows):
     return rows
 
 
-def _define(module, element, L):
-    """The kernel (see the module's docstring) as an internal function of `module`."""
-    name = f"fastmlp_sparse_gradient_{element}_{L}"
+def _define(module, element, L, transposed):
+    """The kernel (see the module's docstring) as an internal function of `module`;
+    transposed: C (fan_in, n) = the sums' transpose (the weight gradient), else C (n, fan_in)."""
+    name = f"fastmlp_sparse_{'gradient' if transposed else 'product'}_{element}_{L}"
     if name in module.globals:
         return module.globals[name]
     i64, i1 = ir.IntType(64), ir.IntType(1)
     pointer = element.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, pointer, i64, i64, i64,
-                                           i64, i64, i64, element, element])
+    fnty = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, i64, pointer, i64, i64,
+                                           i64, i64, i64, i64, element, element])
     fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta = fn.args
+    A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta = fn.args
     vector = ir.VectorType(element, L)
     zero = ir.Constant(vector, None)
     CH = V * L
@@ -98,6 +107,13 @@ def _define(module, element, L):
     masks = builder.alloca(i64, size=builder.mul(n, blocks))
     tile = builder.alloca(vector, size=i64(GROUP * V))  # the sums of GROUP j, V vectors each
     column = builder.alloca(vector, size=i64(L))  # a transposed L x L block
+    # forward, A is W, whose rows may lie 4 KiB apart (512 float64 outputs): a block's rows
+    # would then share a few sets of the L1 cache. Copied, they lie one after the other:
+    # 256x512 @ 512x512, half the activations zero, float64 2817 -> 1665 us (OpenBLAS 2684-2768),
+    # float32 1095 -> 1017 (1238-1505). The weight gradient's A (X, a hidden layer with row
+    # gaps) gained nothing (784x128 from 128 rows 343 us either way, 784x512 from 256 3261
+    # in place, 3476 copied)
+    packed = None if transposed else builder.alloca(vector, size=i64(SB * V))
     remaining = cgutils.alloca_once(builder, i64)
     sums = [cgutils.alloca_once(builder, vector) for _ in range(V)]
     cttz = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i1]),
@@ -107,7 +123,7 @@ def _define(module, element, L):
     lane_bits = ir.IntType(L)
     with cgutils.for_range(builder, n) as columns:
         j = columns.index
-        g_row = builder.add(g_off, builder.mul(j, rows))
+        g_row = builder.add(g_off, builder.mul(j, g_ld))
         with cgutils.for_range_slice(builder, i64(0), rows, i64(SB)) as (s0, _):
             builder.store(i64(0), remaining)
             for q in range(SB // L):  # L rows at a time, the last ones masked
@@ -133,6 +149,15 @@ def _define(module, element, L):
             with cgutils.for_range_slice(builder, i64(0), rows, i64(SB)) as (s0, _):
                 b = builder.udiv(s0, i64(SB))
                 first = builder.icmp_unsigned("==", s0, i64(0))
+                if packed is not None:  # the block's rows of the chunk, one after the other
+                    in_block = _min(builder, builder.sub(rows, s0), i64(SB))
+                    with cgutils.for_range(builder, in_block) as copy:
+                        a = builder.add(builder.add(a_off, builder.mul(
+                            builder.add(s0, copy.index), a_ld)), i0)
+                        for v in range(count):
+                            builder.store(load(A, builder.add(a, i64(v * L)), vmasks[v]),
+                                          builder.gep(packed, [builder.add(
+                                              builder.mul(copy.index, i64(V)), i64(v))]))
                 with cgutils.for_range(builder, in_group) as group:
                     jj = group.index
                     j = builder.add(j0, jj)
@@ -153,48 +178,71 @@ def _define(module, element, L):
                     s = builder.add(s0, builder.call(cttz, [m, i1(1)]))
                     builder.store(builder.and_(m, builder.sub(m, i64(1))), remaining)
                     g = _splat(builder, vector, builder.load(builder.gep(G, [
-                        builder.add(builder.add(g_off, builder.mul(j, rows)), s)])))
+                        builder.add(builder.add(g_off, builder.mul(j, g_ld)), s)])))
                     a = builder.add(builder.add(a_off, builder.mul(s, a_ld)), i0)
                     for v in range(count):
-                        x = load(A, builder.add(a, i64(v * L)), vmasks[v])
+                        if packed is None:
+                            x = load(A, builder.add(a, i64(v * L)), vmasks[v])
+                        else:
+                            x = builder.load(builder.gep(packed, [builder.add(
+                                builder.mul(builder.sub(s, s0), i64(V)), i64(v))]))
                         builder.store(_fmuladd(builder, g, x, builder.load(sums[v])), sums[v])
                     builder.branch(test)
                     builder.position_at_end(done)
                     for v in range(count):
                         builder.store(builder.load(sums[v]), slots[v])
-            # C's columns j0.. in rows i0..: L x L blocks of the tile transposed
-            limit = i64(count * L) if width is None else width
-            with_beta = builder.fcmp_unordered("!=", beta, element(0))
-            with cgutils.for_range_slice(builder, i64(0), in_group, i64(L)) as (jg, _):
-                columns = _min(builder, builder.sub(in_group, jg), i64(L))
-                lanes = _first_lanes(builder, columns, L)
-                full = builder.icmp_unsigned("==", columns, i64(L))
-                single = builder.icmp_unsigned("==", columns, i64(1))
-                for v in range(count):
-                    in_rows = clamp(builder.sub(limit, i64(v * L)))
-                    with builder.if_then(builder.icmp_signed(">", in_rows, i64(0))):
-                        block = _transpose(builder, [builder.load(builder.gep(tile, [
-                            builder.add(builder.mul(builder.add(jg, i64(t)), i64(V)), i64(v))]))
-                            for t in range(L)])
-                        for r in range(L):
-                            builder.store(block[r], builder.gep(column, [i64(r)]))
-                        with cgutils.for_range(builder, in_rows) as loop:
-                            r = loop.index
-                            offset = builder.add(builder.add(c_off, builder.mul(
-                                builder.add(builder.add(i0, i64(v * L)), r), ldc)),
-                                builder.add(j0, jg))
-                            sums_r = builder.load(builder.gep(column, [r]))
-                            scale = _splat(builder, vector, alpha)
-                            with builder.if_else(with_beta) as (add, overwrite):
-                                with add:  # alpha sum + (beta C), fused: as OpenBLAS's dgemm
-                                    kept = builder.fmul(_splat(builder, vector, beta),
-                                                        load(C, offset, lanes))
-                                    _store(builder, _fmuladd(builder, scale, sums_r, kept), C,
-                                           offset, at, True, full, single, lanes)
-                                with overwrite:  # C not read: (0 * NaN)
-                                    _store(builder, builder.fmul(scale, sums_r), C, offset, at,
-                                           True, full, single, lanes)
+            if transposed:  # C's columns j0.. in rows i0..: L x L blocks of the tile transposed
+                limit = i64(count * L) if width is None else width
+                with cgutils.for_range_slice(builder, i64(0), in_group, i64(L)) as (jg, _):
+                    columns = _min(builder, builder.sub(in_group, jg), i64(L))
+                    lanes = _first_lanes(builder, columns, L)
+                    full = builder.icmp_unsigned("==", columns, i64(L))
+                    single = builder.icmp_unsigned("==", columns, i64(1))
+                    for v in range(count):
+                        in_rows = clamp(builder.sub(limit, i64(v * L)))
+                        with builder.if_then(builder.icmp_signed(">", in_rows, i64(0))):
+                            block = _transpose(builder, [builder.load(builder.gep(tile, [
+                                builder.add(builder.mul(builder.add(jg, i64(t)), i64(V)), i64(v))]))
+                                for t in range(L)])
+                            for r in range(L):
+                                builder.store(block[r], builder.gep(column, [i64(r)]))
+                            with cgutils.for_range(builder, in_rows) as loop:
+                                r = loop.index
+                                offset = builder.add(builder.add(c_off, builder.mul(
+                                    builder.add(builder.add(i0, i64(v * L)), r), ldc)),
+                                    builder.add(j0, jg))
+                                result(offset, builder.load(builder.gep(column, [r])), lanes, full,
+                                       single)
+            else:  # C's rows j0.., columns i0..
+                with cgutils.for_range(builder, in_group) as group:
+                    row = builder.add(c_off, builder.mul(builder.add(j0, group.index), ldc))
+                    for v in range(count):
+                        sums_v = builder.load(builder.gep(tile, [
+                            builder.add(builder.mul(group.index, i64(V)), i64(v))]))
+                        offset = builder.add(row, builder.add(i0, i64(v * L)))
+                        if width is None:
+                            result(offset, sums_v, every_lane, i1(1), i1(0))
+                            continue
+                        columns = clamp(builder.sub(width, i64(v * L)))
+                        with builder.if_then(builder.icmp_signed(">", columns, i64(0))):
+                            result(offset, sums_v, vmasks[v],
+                                   builder.icmp_unsigned("==", columns, i64(L)),
+                                   builder.icmp_unsigned("==", columns, i64(1)))
 
+    def result(offset, sums, lanes, full, single):
+        """C's L elements at offset (its first lanes) = alpha sums + (beta C)."""
+        scale = _splat(builder, vector, alpha)
+        with builder.if_else(with_beta) as (add, overwrite):
+            with add:  # alpha sum + (beta C), fused: as OpenBLAS's dgemm
+                kept = builder.fmul(_splat(builder, vector, beta), load(C, offset, lanes))
+                _store(builder, _fmuladd(builder, scale, sums, kept), C, offset, at, True, full,
+                       single, lanes)
+            with overwrite:  # C not read: (0 * NaN)
+                _store(builder, builder.fmul(scale, sums), C, offset, at, True, full, single,
+                       lanes)
+
+    with_beta = builder.fcmp_unordered("!=", beta, element(0))
+    every_lane = _first_lanes(builder, i64(L), L)
     with cgutils.for_range_slice(builder, i_start, i_stop, i64(CH)) as (i0, _):
         width = builder.sub(i_stop, i0)
         with builder.if_else(builder.icmp_signed(">=", width, i64(CH))) as (whole, part):
@@ -210,32 +258,66 @@ def _define(module, element, L):
     return fn
 
 
-@intrinsic
-def sparse_gradient(typingctx, A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n,
-                    alpha, beta):
-    """C[i_start:i_stop] = alpha A.T @ D + beta C over D's nonzero terms, D given
-    transposed as G (n, rows) at g_off (see the module's docstring); beta = 0 does not
-    read C."""
-    if not (isinstance(A, types.Array) and isinstance(G, types.Array)
-            and isinstance(C, types.Array) and A.dtype == G.dtype == C.dtype
-            and C.dtype in (types.float32, types.float64)):
-        return None
-    sig = types.void(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
-                     beta)
+def _kernel(transposed):
+    """The kernel as an intrinsic (see sparse_gradient and sparse_product)."""
+    @intrinsic
+    def kernel(typingctx, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+               alpha, beta):
+        if not (isinstance(A, types.Array) and isinstance(G, types.Array)
+                and isinstance(C, types.Array) and A.dtype == G.dtype == C.dtype
+                and C.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+                         alpha, beta)
 
-    def codegen(context, builder, signature, args):
-        dtype = signature.args[5].dtype
-        integers = [context.cast(builder, args[i], signature.args[i], types.int64)
-                    for i in (1, 2, 4, 6, 7, 8, 9, 10, 11)]
-        scalars = [context.cast(builder, args[i], signature.args[i], dtype) for i in (12, 13)]
-        A_, G_, C_ = (context.make_array(signature.args[i])(context, builder, args[i]).data
-                      for i in (0, 3, 5))
-        fn = _define(builder.module, context.get_value_type(dtype), lanes_of(dtype))
-        a_off_, a_ld_, g_off_, c_off_, ldc_, start, stop, rows_, n_ = integers
-        builder.call(fn, [A_, a_off_, a_ld_, G_, g_off_, C_, c_off_, ldc_, start, stop, rows_,
-                          n_] + scalars)
-        return context.get_dummy_value()
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            dtype = signature.args[6].dtype
+            integers = [context.cast(builder, args[i], signature.args[i], types.int64)
+                        for i in (1, 2, 4, 5, 7, 8, 9, 10, 11, 12)]
+            scalars = [context.cast(builder, args[i], signature.args[i], dtype) for i in (13, 14)]
+            A_, G_, C_ = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                          for i in (0, 3, 6))
+            fn = _define(builder.module, context.get_value_type(dtype), lanes_of(dtype),
+                         transposed)
+            a_off_, a_ld_, g_off_, g_ld_, c_off_, ldc_, start, stop, rows_, n_ = integers
+            builder.call(fn, [A_, a_off_, a_ld_, G_, g_off_, g_ld_, C_, c_off_, ldc_, start, stop,
+                              rows_, n_] + scalars)
+            return context.get_dummy_value()
+        return sig, codegen
+    return kernel
+
+
+# (A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta):
+# G (n, rows) at g_off with row length g_ld holds the sparse operand, one row per j;
+# beta = 0 does not read C.
+# C (fan_in, n)[i_start:i_stop] = alpha (G @ A).T + beta C: the weight gradient A.T @ D, D
+# given transposed as G
+sparse_gradient = _kernel(True)
+# C (n, fan_in)[:, i_start:i_stop] = alpha G @ A + beta C: a layer's forward product, G the
+# relu activations it takes (half of them zero) and A its W
+sparse_product = _kernel(False)
+
+
+# The kernels behind BLAS's interface, as small_gemm.py's loops (and for the same reason:
+# _blas.py compiles them once per dtype as a C callback, which kernels call through a cell;
+# inside each kernel, their IR made a cold compile longer every time). Fortran's order, the
+# first flag the product: _blas.sparse calls (mode, N, n, width, rows, alpha, G, g_ld, A,
+# a_ld, beta, C, ldc), each matrix at the start of the part it works on.
+GRADIENT, PRODUCT, NOT_TRANSPOSED = np.int8(ord("G")), np.int8(ord("P")), np.int8(ord("N"))
+
+
+def from_fortran(mode, unused, n, width, rows, alpha, g, g_ld, a, a_ld, beta, c, ldc):
+    transposed = mode[0] == GRADIENT
+    G = array_at(g, _extent(n[0], rows[0], g_ld[0]))
+    A = array_at(a, _extent(rows[0], width[0], a_ld[0]))
+    C = array_at(c, _extent(width[0], n[0], ldc[0]) if transposed
+                 else _extent(n[0], width[0], ldc[0]))
+    if transposed:
+        sparse_gradient(A, 0, a_ld[0], G, 0, g_ld[0], C, 0, ldc[0], 0, width[0], rows[0], n[0],
+                        alpha[0], beta[0])
+    else:
+        sparse_product(A, 0, a_ld[0], G, 0, g_ld[0], C, 0, ldc[0], 0, width[0], rows[0], n[0],
+                       alpha[0], beta[0])
 
 
 @jit(inline="always")
@@ -251,13 +333,22 @@ def masks_fit(rows, n):
 
 
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
-    def sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
-                        beta):
+    def _view(buffer, offset, r, c, ld):
+        return np.lib.stride_tricks.as_strided(buffer[offset:], (r, c),
+                                               (ld * buffer.itemsize, buffer.itemsize))
+
+    def sparse_gradient(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+                        alpha, beta):
         """The same product in NumPy, on views of the buffers."""
-        def view(buffer, offset, r, c, ld):
-            return np.lib.stride_tricks.as_strided(buffer[offset:], (r, c),
-                                                   (ld * buffer.itemsize, buffer.itemsize))
-        a = view(A, a_off + i_start, rows, i_stop - i_start, a_ld)
-        target = view(C, c_off + i_start * ldc, i_stop - i_start, n, ldc)
-        target[...] = alpha * (a.T @ view(G, g_off, n, rows, rows).T) + (beta * target if beta
+        a = _view(A, a_off + i_start, rows, i_stop - i_start, a_ld)
+        target = _view(C, c_off + i_start * ldc, i_stop - i_start, n, ldc)
+        target[...] = alpha * (a.T @ _view(G, g_off, n, rows, g_ld).T) + (beta * target if beta
                                                                            else 0)
+
+    def sparse_product(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+                       alpha, beta):
+        """The same product in NumPy, on views of the buffers."""
+        a = _view(A, a_off + i_start, rows, i_stop - i_start, a_ld)
+        target = _view(C, c_off + i_start, n, i_stop - i_start, ldc)
+        target[...] = alpha * (_view(G, g_off, n, rows, g_ld) @ a) + (beta * target if beta
+                                                                       else 0)

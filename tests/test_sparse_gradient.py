@@ -7,6 +7,7 @@ more than one), offsets, row lengths, alpha and beta (beta = 0 never reads C), a
 range of C's rows; nothing outside that range is written, and nothing past an
 operand's end is read. Then through a model: a relu layer large enough to take the
 kernel, against the NumPy twin."""
+import os
 import subprocess
 import sys
 
@@ -18,25 +19,33 @@ import fastmlp
 import fastmlp.reference
 from conftest import GUARD_PAGES
 from fastmlp.kernels._config import OPTIONS, SPARSE_MIN_MACS
-from fastmlp.kernels.sparse_gradient import GROUP, SB, chunk_columns, masks_fit, sparse_gradient
+from fastmlp.kernels.sparse_gradient import (GROUP, SB, chunk_columns, masks_fit, sparse_gradient,
+                                             sparse_product)
 
 
 @numba.njit
-def sparse(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta):
-    sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta)
+def sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+           alpha, beta):
+    if transposed:
+        sparse_gradient(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+                        alpha, beta)
+    else:
+        sparse_product(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+                       alpha, beta)
 
 
 @numba.njit(**OPTIONS)
-def every_term(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta):
-    """The oracle: each sum over all rows in order, zero deltas included; then
+def every_term(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows,
+               n, alpha, beta):
+    """The oracle: each sum over all rows in order, zero terms included; then
     alpha sum + beta C with beta C rounded first (as OpenBLAS's dgemm: C scaled by beta,
     then alpha sum added in one fused multiply-add)."""
     for i in range(i_start, i_stop):
         for j in range(n):
             total = A.dtype.type(0)
             for s in range(rows):
-                total += A[a_off + s * a_ld + i] * G[g_off + j * rows + s]
-            p = c_off + i * ldc + j
+                total += A[a_off + s * a_ld + i] * G[g_off + j * g_ld + s]
+            p = c_off + i * ldc + j if transposed else c_off + j * ldc + i
             if beta != 0:
                 C[p] *= beta  # (a statement of its own: not fused into the next line)
                 C[p] = alpha * total + C[p]
@@ -44,23 +53,27 @@ def every_term(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n
                 C[p] = alpha * total
 
 
-def case(rng, dtype, rows, fan_in, n, density):
-    """(arguments, C's length) for a random product: G = D.T with D's zeros at random."""
-    a_ld, ldc = fan_in + int(rng.integers(0, 3)), n + int(rng.integers(0, 3))
+def case(rng, dtype, transposed, rows, fan_in, n, density):
+    """(arguments, C's length) for a random product: G (n, rows) with zeros at random."""
+    a_ld, g_ld = fan_in + int(rng.integers(0, 3)), rows + int(rng.integers(0, 3))
+    ldc = (n if transposed else fan_in) + int(rng.integers(0, 3))
     a_off, g_off, c_off = (int(v) for v in rng.integers(0, 4, 3))
     A = rng.standard_normal(a_off + rows * a_ld).astype(dtype)
-    D = rng.standard_normal((rows, n)) * (rng.random((rows, n)) < density)
-    G = np.concatenate([np.ones(g_off), D.T.ravel()]).astype(dtype)
+    G = np.ones(g_off + n * g_ld)
+    G[g_off:].reshape(n, g_ld)[:, :rows] = (rng.standard_normal((n, rows))
+                                            * (rng.random((n, rows)) < density))
+    G = G.astype(dtype)
     i_start = int(rng.integers(0, fan_in))
     i_stop = int(rng.integers(i_start + 1, fan_in + 1))
     alpha = float(rng.choice([1.0, -0.3]))
     beta = float(rng.choice([0.0, 1.0, 0.7]))
-    size = c_off + fan_in * ldc
-    return (A, a_off, a_ld, G, g_off, c_off, ldc, i_start, i_stop, rows, n, alpha, beta), size
+    size = c_off + (fan_in if transposed else n) * ldc
+    return (A, a_off, a_ld, G, g_off, g_ld, c_off, ldc, i_start, i_stop, alpha, beta), size
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_sparse_gradient_has_the_bits_of_the_sum_over_every_term(dtype):
+@pytest.mark.parametrize("transposed", [True, False], ids=["gradient", "product"])
+def test_the_sparse_kernels_have_the_bits_of_the_sum_over_every_term(transposed, dtype):
     rng = np.random.default_rng(3)
     CH = chunk_columns(np.dtype(dtype).itemsize)
     shapes = [(1, 1, 1), (SB, CH, GROUP), (SB + 1, CH + 1, GROUP + 1), (70, 3 * CH + 5, 13),
@@ -68,16 +81,17 @@ def test_sparse_gradient_has_the_bits_of_the_sum_over_every_term(dtype):
     shapes += [tuple(int(v) for v in rng.integers(1, (130, 3 * CH, 140))) for _ in range(25)]
     for rows, fan_in, n in shapes:
         for density in (0.0, 0.5, 1.0):
-            (A, a_off, a_ld, G, g_off, c_off, ldc, i_start, i_stop, rows_, n_, alpha,
-             beta), size = case(rng, dtype, rows, fan_in, n, density)
+            (A, a_off, a_ld, G, g_off, g_ld, c_off, ldc, i_start, i_stop, alpha,
+             beta), size = case(rng, dtype, transposed, rows, fan_in, n, density)
             C = rng.standard_normal(size).astype(dtype)
             if beta == 0:
                 C[...] = np.nan  # never read: the block is overwritten, the rest stays NaN
             expected = C.copy()
             # (alpha and beta in the dtype, as the kernel takes them: float32 products)
-            every_term(A, a_off, a_ld, G, g_off, expected, c_off, ldc, i_start, i_stop, rows, n,
-                       dtype(alpha), dtype(beta))
-            sparse(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta)
+            every_term(transposed, A, a_off, a_ld, G, g_off, g_ld, expected, c_off, ldc, i_start,
+                       i_stop, rows, n, dtype(alpha), dtype(beta))
+            sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop,
+                   rows, n, alpha, beta)
             assert C.tobytes() == expected.tobytes(), (rows, fan_in, n, density, i_start, i_stop)
 
 
@@ -88,8 +102,8 @@ def test_nan_deltas_count_and_negative_zeros_do_not():
     D = np.zeros((rows, n))
     D[3, 0], D[7, 1], D[9, 2] = np.nan, -0.0, 2.0
     C = np.empty(fan_in * n)
-    sparse(A, 0, fan_in, np.ascontiguousarray(D.T).ravel(), 0, C, 0, n, 0, fan_in, rows, n, 1.0,
-           0.0)
+    sparse(True, A, 0, fan_in, np.ascontiguousarray(D.T).ravel(), 0, rows, C, 0, n, 0, fan_in,
+           rows, n, 1.0, 0.0)
     C = C.reshape(fan_in, n)
     assert np.isnan(C[:, 0]).all()
     assert (C[:, 1] == 0).all() and (C[:, 2] == 2.0).all()
@@ -97,48 +111,51 @@ def test_nan_deltas_count_and_negative_zeros_do_not():
 
 # Run in a process of its own (conftest.GUARD_PAGES), as test_small_gemm's guard-page test.
 _GUARDED = GUARD_PAGES + r'''
-import numba
-from fastmlp.kernels.sparse_gradient import chunk_columns, sparse_gradient
-
-
-@numba.njit
-def sparse(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta):
-    sparse_gradient(A, a_off, a_ld, G, g_off, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta)
-
+sys.path.insert(0, sys.argv[2])  # this file's folder
+from test_sparse_gradient import chunk_columns, sparse
 
 dtype = np.dtype(sys.argv[1])
 CH = chunk_columns(dtype.itemsize)
 rng = np.random.default_rng(5)
-for rows, fan_in, n in ((9, CH + 3, 10), (33, 2 * CH, 3), (5, CH // 4 + 1, 17), (40, 5, 9)):
-    for guarded in "AGC":
-        for beta in (0.0, 0.5):
-            A, G, C = operands({"A": rows * fan_in, "G": n * rows, "C": fan_in * n}, guarded,
-                               dtype, lambda k: rng.standard_normal(k) * (rng.random(k) < 0.5))
-            before = C.copy().reshape(fan_in, n)
-            sparse(A, 0, fan_in, G, 0, C, 0, n, 0, fan_in, rows, n, -0.3, beta)
-            expected = (-0.3 * A.reshape(rows, fan_in).T.astype(np.float64)
-                        @ G.reshape(n, rows).T.astype(np.float64) + beta * before)
-            assert np.allclose(C.reshape(fan_in, n), expected, rtol=1e-5, atol=1e-5)
+for rows, fan_in, n in ((9, CH + 3, 10), (33, 2 * CH, 3), (12, 2 * CH - 3, 5), (5, CH // 4 + 1, 17),
+                      (40, 5, 9)):
+    for transposed in (True, False):
+        for guarded in "AGC":
+            for beta in (0.0, 0.5):
+                sizes = {"A": rows * fan_in, "G": n * rows, "C": fan_in * n}
+                A, G, C = operands(sizes, guarded, dtype,
+                                   lambda k: rng.standard_normal(k) * (rng.random(k) < 0.5))
+                before = C.copy()
+                sparse(transposed, A, 0, fan_in, G, 0, rows, C, 0, n if transposed else fan_in,
+                       0, fan_in, rows, n, -0.3, beta)
+                sums = G.reshape(n, rows).astype(np.float64) @ A.reshape(rows, fan_in)
+                expected = -0.3 * (sums.T.ravel() if transposed else sums.ravel()) + beta * before
+                assert np.allclose(C, expected, rtol=1e-5, atol=1e-5)
 print("ok")
 '''
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_nothing_is_read_or_written_past_the_operands(dtype):
-    done = subprocess.run([sys.executable, "-c", _GUARDED, dtype], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _GUARDED, dtype, os.path.dirname(__file__)],
+                          capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("momentum", [0.0, 0.9], ids=["sgd", "momentum"])
-def test_relu_layers_large_enough_for_the_kernel_match_the_twin(momentum, dtype):
+def test_relu_layers_large_enough_for_the_kernels_match_the_twin(momentum, dtype):
     """Their weight gradients into grads (momentum, loss_and_grad) and as plain SGD steps
-    into the weights, with L2; batches of 2 blocks of rows and a short one. The second
-    layer reads the first's activations, in float64 with a gap after each row."""
-    rows, sizes = 2 * SB + 5, [300, 512, 64, 10]
-    for fan_in, fan_out in zip(sizes[:2], sizes[1:3]):  # dense.use_sparse
-        assert rows * fan_in * fan_out >= SPARSE_MIN_MACS and masks_fit(rows, fan_out)
-        assert fan_in >= 2 * chunk_columns(np.dtype(dtype).itemsize)
+    into the weights, with L2, and the second layer's forward product from the first's
+    activations (in float64 with a gap after each row); batches of 2 blocks of rows and a
+    short one."""
+    rows, sizes = 2 * SB + 5, [300, 512, 256, 10]
+    CH = chunk_columns(np.dtype(dtype).itemsize)
+    for count in (rows, 3 * rows):  # a batch, and loss_and_grad's one call for all rows
+        # the two weight gradients and the forward product take the kernels (dense.use_sparse)
+        for depth, columns, n in ((count, 300, 512), (count, 512, 256), (512, 256, count)):
+            assert depth >= SB and depth * columns * n >= SPARSE_MIN_MACS
+            assert columns >= 2 * CH and masks_fit(depth, n)
     rng = np.random.default_rng(8)
     X, y = rng.normal(size=(3 * rows, sizes[0])), rng.integers(0, 10, 3 * rows)
     fast, ref = (Impl(sizes, dtype=dtype, random_state=4)
