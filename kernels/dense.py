@@ -30,13 +30,15 @@ from ._memory import read_only
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 from .columns import add_bias_columns, dot_columns, sum_columns
-from .sparse_gradient import SB, chunk_columns, masks_fit
+from .sparse_gradient import GRADIENT, PRODUCT, SB, chunk_columns, masks_fit
 
 
 @inner_jit
 def use_blas(rows, fan_in, fan_out):
     return rows * fan_in * fan_out >= BLAS_MIN_MACS
 
+
+DENSE = np.int8(0)  # gemm_block's mode for BLAS's products
 
 # numba compiles a callee anew for each literal argument (a False here, a True
 # there, a 0.0): the product path takes its flags and scalars as plain values,
@@ -64,10 +66,20 @@ def row_boundary(m, c, itemsize):
 # products, by columns for input gradients and float32 forward products of fewer
 # than FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS rows (_config); the other way was 3-15% slower.
 @inner_jit
-def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
-               beta, C, c_off, ldc):
-    """Block c of CHUNKS of the product (see above)."""
-    if split_columns:  # columns c0.. of op(B) and C: columns of B, or rows if transposed
+def gemm_block(c, split_columns, mode, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+               ldb, beta, C, c_off, ldc):
+    """Block c of CHUNKS of the product (see above). mode GRADIENT or PRODUCT: one of
+    sparse_gradient.py's products instead, with B as its sparse operand G (n, k) and m of
+    A's columns, split by those in chunks of CH (one parallel kernel serves both: each
+    compiles in ~1.4 s)."""
+    if mode != DENSE:
+        width = chunk_columns(C.itemsize)
+        chunks = (m + width - 1) // width
+        i0 = min(m, chunks * c // CHUNKS * width)
+        i1 = min(m, chunks * (c + 1) // CHUNKS * width)
+        sparse(mode == GRADIENT, A, a_off, lda, B, b_off, ldb, C, c_off, ldc, i0, i1, k, n, alpha,
+               beta)
+    elif split_columns:  # columns c0.. of op(B) and C: columns of B, or rows if transposed
         c0, c1 = n * c // CHUNKS, n * (c + 1) // CHUNKS
         gemm(trans_a, trans_b, m, c1 - c0, k, alpha, A, a_off, lda, B,
              b_off + (c0 * ldb if trans_b else c0), ldb, beta, C, c_off + c0, ldc)
@@ -78,13 +90,13 @@ def gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda
 
 
 @parallel_inner_jit
-def gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
-                   beta, C, c_off, ldc):
+def gemm_in_blocks(split_columns, mode, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
+                   ldb, beta, C, c_off, ldc):
     for c in prange(CHUNKS):
         # prange's index is unsigned, range's (in product) signed: as int64 in both,
         # gemm_block compiles once, not twice (~0.15 s of a cold compile)
-        gemm_block(np.int64(c), split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B,
-                   b_off, ldb, beta, C, c_off, ldc)
+        gemm_block(np.int64(c), split_columns, mode, trans_a, trans_b, m, n, k, alpha, A, a_off,
+                   lda, B, b_off, ldb, beta, C, c_off, ldc)
 
 
 @inner_jit
@@ -102,11 +114,12 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
         gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
     elif parallel is None:
         for c in range(CHUNKS):
-            gemm_block(c, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
-                       ldb, beta, C, c_off, ldc)
+            gemm_block(c, split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B,
+                       b_off, ldb, beta, C, c_off, ldc)
     else:
-        gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
-                       ldb, beta, C, c_off, ldc)
+        # (B read-only, as the sparse products' G: one parallel kernel for both)
+        gemm_in_blocks(split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda,
+                       read_only(B), b_off, ldb, beta, C, c_off, ldc)
 
 
 @jit(inline="always")
@@ -221,26 +234,6 @@ def use_sparse(depth, columns, n, itemsize):
 
 
 @inner_jit
-def sparse_block(c, transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, columns, rows, n,
-                 alpha, beta):
-    """Block c of CHUNKS of a sparse_gradient (transposed) or sparse_product call over A's
-    `columns` columns: those of chunks c CHUNKS / CHUNKS.. (CH of them each)."""
-    width = chunk_columns(C.itemsize)
-    chunks = (columns + width - 1) // width
-    i0 = min(columns, chunks * c // CHUNKS * width)
-    i1 = min(columns, chunks * (c + 1) // CHUNKS * width)
-    sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i0, i1, rows, n, alpha, beta)
-
-
-@parallel_inner_jit
-def sparse_in_blocks(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, columns, rows, n,
-                     alpha, beta):
-    for c in prange(CHUNKS):
-        sparse_block(np.int64(c), transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc,
-                     columns, rows, n, alpha, beta)
-
-
-@inner_jit
 def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, rows, fan_in,
                            fan_out, alpha, beta, parallel):
     """C (fan_in, fan_out) = alpha A.T @ D + beta C over D's nonzero terms
@@ -252,12 +245,14 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
         g = index(g_off) + j * n_rows
         for r in range(n_rows):
             G[g + r] = D[index(d_off) + r * index(d_ld) + j]
+    # (the operands' types as in the other products': gemm_in_blocks compiles once)
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
-        sparse(flag(True), A, a_off, a_ld, G, g_off, rows, C, c_off, fan_out, 0, fan_in, rows,
-               fan_out, alpha, beta)
+        sparse(flag(True), read_only(A), a_off, a_ld, read_only(G), g_off, rows, C, c_off,
+               fan_out, 0, fan_in, rows, fan_out, alpha, beta)
     else:
-        sparse_in_blocks(flag(True), A, a_off, a_ld, G, g_off, rows, C, c_off, fan_out, fan_in,
-                         rows, fan_out, alpha, beta)
+        gemm_in_blocks(flag(False), GRADIENT, flag(True), flag(False), fan_in, fan_out, rows,
+                       alpha, read_only(A), a_off, a_ld, read_only(G), g_off, rows, beta, C,
+                       c_off, fan_out)
 
 
 @inner_jit
@@ -266,11 +261,12 @@ def sparse_forward_product(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, 
     """Z = A @ W over A's nonzero terms (sparse_gradient.sparse_product), A a relu layer's
     activations; split as sparse_weight_gradient, by W's columns."""
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
-        sparse(flag(False), params, w_off, fan_out, A, a_off, a_ld, Z, z_off, z_ld, 0, fan_out,
-               fan_in, rows, scalar(1.0), scalar(0.0))
+        sparse(flag(False), read_only(params), w_off, fan_out, read_only(A), a_off, a_ld, Z,
+               z_off, z_ld, 0, fan_out, fan_in, rows, scalar(1.0), scalar(0.0))
     else:
-        sparse_in_blocks(flag(False), params, w_off, fan_out, A, a_off, a_ld, Z, z_off, z_ld,
-                         fan_out, fan_in, rows, scalar(1.0), scalar(0.0))
+        gemm_in_blocks(flag(False), PRODUCT, flag(False), flag(False), fan_out, rows, fan_in,
+                       scalar(1.0), read_only(params), w_off, fan_out, read_only(A), a_off, a_ld,
+                       scalar(0.0), Z, z_off, z_ld)
 
 
 @jit(inline="always")

@@ -41,8 +41,8 @@ def serial_product(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, ld
 def product_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb,
                       beta, C, c_off, ldc):
     """The product's blocks as the parallel kernels run them (dense.gemm_in_blocks)."""
-    dense.gemm_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda,
-                         B, b_off, ldb, beta, C, c_off, ldc)
+    dense.gemm_in_blocks(split_columns, dense.DENSE, trans_a, trans_b, m, n, k, alpha, read_only(A),
+                         a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
 
 
 # The start of a script that checks a kernel's reads and writes stay within its operands:
