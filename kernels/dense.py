@@ -106,20 +106,22 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
     in parallel, or one after the other when `parallel` is None. numba drops the branch
     a None rules out when it compiles, so the serial kernels never compile the
     parallel ones (which costs seconds) and give the same bits."""
+    # (B read-only, as the sparse products' G: gemm, gemm_block and the one parallel kernel
+    # compile once for both; tests/test_threads.py)
+    B_ = read_only(B)
     if m * n * k < PARALLEL_MIN_MACS:
-        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B_, b_off, ldb, beta, C, c_off, ldc)
     elif parallel is None and ROW_SPLIT_EXACT and not split_columns:
         # one call, with the bits of the row blocks (_openblas.ROW_SPLIT_EXACT), and
         # the shared operand copied into OpenBLAS's packed form once, not per block
-        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+        gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B_, b_off, ldb, beta, C, c_off, ldc)
     elif parallel is None:
         for c in range(CHUNKS):
-            gemm_block(c, split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B,
+            gemm_block(c, split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B_,
                        b_off, ldb, beta, C, c_off, ldc)
     else:
-        # (B read-only, as the sparse products' G: one parallel kernel for both)
-        gemm_in_blocks(split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda,
-                       read_only(B), b_off, ldb, beta, C, c_off, ldc)
+        gemm_in_blocks(split_columns, DENSE, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B_,
+                       b_off, ldb, beta, C, c_off, ldc)
 
 
 @jit(inline="always")
@@ -355,7 +357,7 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
     if rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
         transpose(scratch, w_off, params, w_off, fan_in, fan_out)
         gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), read_only(D), d_off,
-             d_ld, scratch, w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
+             d_ld, read_only(scratch), w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
     else:
         # (read_only: the type of A in the other products, so the chain compiles once; _memory)
         product(parallel, flag(True), flag(False), flag(True), rows, fan_in, fan_out, scalar(1.0),
