@@ -21,12 +21,12 @@ def make_targets(output, n, k, rng):
 
 
 # The kernels' gemm and products are inner_jit kernels (kernels/_config.py): only
-# compiled code can call them. A is passed read-only, as the kernels pass it (_memory.read_only):
-# the tests run the variant the kernels compile.
+# compiled code can call them. A and B are passed read-only, as the kernels pass them
+# (_memory.read_only): the tests run the variant the kernels compile.
 @numba.njit
 def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
-    _blas.gemm(trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda, B, b_off, ldb, beta, C,
-               c_off, ldc)
+    _blas.gemm(trans_a, trans_b, m, n, k, alpha, read_only(A), a_off, lda, read_only(B), b_off, ldb,
+               beta, C, c_off, ldc)
 
 
 @numba.njit
@@ -42,7 +42,7 @@ def product_in_blocks(split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
                       beta, C, c_off, ldc):
     """The product's blocks as the parallel kernels run them (dense.gemm_in_blocks)."""
     dense.gemm_in_blocks(split_columns, dense.DENSE, trans_a, trans_b, m, n, k, alpha, read_only(A),
-                         a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+                         a_off, lda, read_only(B), b_off, ldb, beta, C, c_off, ldc)
 
 
 # The start of a script that checks a kernel's reads and writes stay within its operands:
