@@ -242,11 +242,7 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
     (sparse_gradient.py), D first copied transposed into G (fan_out x rows at g_off).
     Each element's sum is the same whatever the split, so any thread count gives the
     same bits."""
-    n_rows, n_out = index(rows), index(fan_out)
-    for j in range(n_out):
-        g = index(g_off) + j * n_rows
-        for r in range(n_rows):
-            G[g + r] = D[index(d_off) + r * index(d_ld) + j]
+    transpose(G, g_off, D, d_off, d_ld, rows, fan_out)
     # (the operands' types as in the other products': gemm_in_blocks compiles once)
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
         sparse(flag(True), read_only(A), a_off, a_ld, read_only(G), g_off, rows, C, c_off,
@@ -355,7 +351,7 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
     """dA = D @ W.T in BLAS; small ones as D @ (W.T copied into scratch): see
     _config.TRANSPOSED_W_MAX_MACS (below PARALLEL_MIN_MACS: never split)."""
     if rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
-        transpose(scratch, w_off, params, w_off, fan_in, fan_out)
+        transpose(scratch, w_off, params, w_off, fan_out, fan_in, fan_out)
         gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), read_only(D), d_off,
              d_ld, read_only(scratch), w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
     else:
@@ -365,13 +361,13 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
 
 
 @jit(inline="always")
-def transpose(T, t_off, M, m_off, rows, cols):
-    """T (cols, rows) at t_off = M (rows, cols) at m_off, transposed."""
+def transpose(T, t_off, M, m_off, m_ld, rows, cols):
+    """T (cols, rows) at t_off = M (rows, cols) at m_off, row length m_ld, transposed."""
     n_rows, n_cols = index(rows), index(cols)
     for j in range(n_cols):
         t = index(t_off) + j * n_rows
         for i in range(n_rows):
-            T[t + i] = M[index(m_off) + i * n_cols + j]
+            T[t + i] = M[index(m_off) + i * index(m_ld) + j]
 
 
 @jit(inline="always")
