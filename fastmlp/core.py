@@ -126,8 +126,9 @@ def _load_loops_for(model, rows):
 def _load_sparse_for(model):
     """Load (or compile) sparse_gradient.py's products for the model's dtype if a call
     may run one (kernels/dense.py's use_sparse, whatever the rows): a relu layer's weight
-    gradient over two chunks of fan_in, or a forward product from a relu layer over a block
-    of fan_in into two chunks of fan_out. The kernels call them through a cell that holds
+    gradient over two chunks of fan_in (and so its input gradient, which takes a block of
+    fan_out too), or a forward product from a relu layer over a block of fan_in into two
+    chunks of fan_out. The kernels call them through a cell that holds
     nothing until then."""
     if model.dtype in _sparse_loaded or model.activation != "relu":
         return

@@ -248,25 +248,28 @@ def gemm(trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off, ldb, beta, C
 
 
 @inner_jit
-def sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
-           alpha, beta):
-    """sparse_gradient.sparse_gradient (transposed) or sparse_product, with their arguments,
-    through their C callback: compiled once per dtype, not again inside every kernel above
-    (its IR is large: inside the kernels it made the test suite's compiles ~1.3x slower)."""
+def sparse(mode, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
+           beta):
+    """sparse_gradient.sparse_gradient (mode GRADIENT), sparse_product (PRODUCT) or
+    sparse_product_at (PRODUCT_AT), with their arguments, through their C callback: compiled
+    once per dtype, not again inside every kernel above (its IR is large: inside the kernels
+    it made the test suite's compiles ~1.3x slower)."""
     if i_stop <= i_start or n == 0:
         return
     # Fortran's order, as sparse_gradient.from_fortran takes it: G is the first matrix
-    mode = sparse_gradient.GRADIENT if transposed else sparse_gradient.PRODUCT
-    c_at = c_off + (i_start * ldc if transposed else i_start)
+    a_at = a_off + (i_start * a_ld if mode == sparse_gradient.PRODUCT_AT else i_start)
+    c_at = c_off + (i_start * ldc if mode == sparse_gradient.GRADIENT else i_start)
     _fortran_sparse(mode, sparse_gradient.NOT_TRANSPOSED, n, i_stop - i_start, rows, alpha, G,
-                    g_off, g_ld, A, a_off + i_start, a_ld, beta, C, c_at, ldc)
+                    g_off, g_ld, A, a_at, a_ld, beta, C, c_at, ldc)
 
 
 if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a helper)
-    def sparse(transposed, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows,
-               n, alpha, beta):
+    def sparse(mode, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
+               alpha, beta):
         """The same products in NumPy (sparse_gradient.py's fallbacks)."""
-        kernel = sparse_gradient.sparse_gradient if transposed else sparse_gradient.sparse_product
+        kernel = {sparse_gradient.GRADIENT: sparse_gradient.sparse_gradient,
+                  sparse_gradient.PRODUCT: sparse_gradient.sparse_product,
+                  sparse_gradient.PRODUCT_AT: sparse_gradient.sparse_product_at}[mode]
         kernel(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha,
                beta)
 

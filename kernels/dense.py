@@ -30,7 +30,7 @@ from ._memory import read_only
 from ._openblas import ROW_MULTIPLE_FLOAT32, ROW_MULTIPLE_FLOAT64, ROW_SPLIT_EXACT
 from .activations import IDENTITY, RELU, activate, derivative_from_output
 from .columns import add_bias_columns, dot_columns, sum_columns
-from .sparse_gradient import GRADIENT, PRODUCT, SB, chunk_columns, masks_fit
+from .sparse_gradient import GRADIENT, PRODUCT, PRODUCT_AT, SB, chunk_columns, masks_fit
 
 
 @inner_jit
@@ -77,8 +77,7 @@ def gemm_block(c, split_columns, mode, trans_a, trans_b, m, n, k, alpha, A, a_of
         chunks = (m + width - 1) // width
         i0 = min(m, chunks * c // CHUNKS * width)
         i1 = min(m, chunks * (c + 1) // CHUNKS * width)
-        sparse(mode == GRADIENT, A, a_off, lda, B, b_off, ldb, C, c_off, ldc, i0, i1, k, n, alpha,
-               beta)
+        sparse(mode, A, a_off, lda, B, b_off, ldb, C, c_off, ldc, i0, i1, k, n, alpha, beta)
     elif split_columns:  # columns c0.. of op(B) and C: columns of B, or rows if transposed
         c0, c1 = n * c // CHUNKS, n * (c + 1) // CHUNKS
         gemm(trans_a, trans_b, m, c1 - c0, k, alpha, A, a_off, lda, B,
@@ -128,11 +127,11 @@ def product(parallel, split_columns, trans_a, trans_b, m, n, k, alpha, A, a_off,
 def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fan_in, fan_out,
                   has_bias, activation, relu_input, parallel):
     """Z = f(A @ W + bias). relu_input: A is a relu layer's activations, about half of them
-    zero, which sparse_forward_product skips where the layer is large enough."""
+    zero, which sparse_w_product skips where the layer is large enough."""
     blas = use_blas(rows, fan_in, fan_out)
     if blas and relu_input and use_sparse(fan_in, fan_out, rows, Z.itemsize):
-        sparse_forward_product(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_in,
-                               fan_out, parallel)
+        sparse_w_product(PRODUCT, Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_out,
+                         fan_in, parallel)
     elif blas:
         # float32 by rows only where that saves the serial kernels a call (_config)
         by_columns = Z.itemsize == 4 and (rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
@@ -245,8 +244,8 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
     transpose(G, g_off, D, d_off, d_ld, rows, fan_out)
     # (the operands' types as in the other products': gemm_in_blocks compiles once)
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
-        sparse(flag(True), read_only(A), a_off, a_ld, read_only(G), g_off, rows, C, c_off,
-               fan_out, 0, fan_in, rows, fan_out, alpha, beta)
+        sparse(GRADIENT, read_only(A), a_off, a_ld, read_only(G), g_off, rows, C, c_off, fan_out,
+               0, fan_in, rows, fan_out, alpha, beta)
     else:
         gemm_in_blocks(flag(False), GRADIENT, flag(True), flag(False), fan_in, fan_out, rows,
                        alpha, read_only(A), a_off, a_ld, read_only(G), g_off, rows, beta, C,
@@ -254,17 +253,21 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
 
 
 @inner_jit
-def sparse_forward_product(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_in, fan_out,
-                           parallel):
-    """Z = A @ W over A's nonzero terms (sparse_gradient.sparse_product), A a relu layer's
-    activations; split as sparse_weight_gradient, by W's columns."""
-    if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
-        sparse(flag(False), read_only(params), w_off, fan_out, read_only(A), a_off, a_ld, Z,
-               z_off, z_ld, 0, fan_out, fan_in, rows, scalar(1.0), scalar(0.0))
+def sparse_w_product(mode, C, c_off, ldc, G, g_off, g_ld, params, w_off, rows, width, depth,
+                     parallel):
+    """C (rows, width) = G @ W over G's nonzero terms, G (rows, depth): with mode PRODUCT,
+    a relu layer's activations times the next layer's W (depth, width)
+    (sparse_gradient.sparse_product); with PRODUCT_AT, a relu layer's deltas times its W.T,
+    W (width, depth) (sparse_product_at: the input gradient). Split as
+    sparse_weight_gradient, by C's columns."""
+    w_ld = width if mode == PRODUCT else depth
+    if parallel is None or rows * width * depth < PARALLEL_MIN_MACS:
+        sparse(mode, read_only(params), w_off, w_ld, read_only(G), g_off, g_ld, C, c_off, ldc, 0,
+               width, depth, rows, scalar(1.0), scalar(0.0))
     else:
-        gemm_in_blocks(flag(False), PRODUCT, flag(False), flag(False), fan_out, rows, fan_in,
-                       scalar(1.0), read_only(params), w_off, fan_out, read_only(A), a_off, a_ld,
-                       scalar(0.0), Z, z_off, z_ld)
+        gemm_in_blocks(flag(False), mode, flag(False), flag(False), width, rows, depth,
+                       scalar(1.0), read_only(params), w_off, w_ld, read_only(G), g_off, g_ld,
+                       scalar(0.0), C, c_off, ldc)
 
 
 @jit(inline="always")
@@ -347,10 +350,15 @@ def dense_backward_params(grads, A, a_off, a_ld, D, d_off, d_ld, params, w_off, 
 # pass, whose inlining dominates the epoch's compile).
 @inner_jit
 def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows, fan_in, fan_out,
-                           scratch, parallel):
+                           relu_deltas, scratch, parallel):
     """dA = D @ W.T in BLAS; small ones as D @ (W.T copied into scratch): see
-    _config.TRANSPOSED_W_MAX_MACS (below PARALLEL_MIN_MACS: never split)."""
-    if rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
+    _config.TRANSPOSED_W_MAX_MACS (below PARALLEL_MIN_MACS: never split). relu_deltas: D is
+    a relu layer's deltas, about half of them zero, which sparse_w_product skips where the
+    layer is large enough (use_sparse)."""
+    if relu_deltas and use_sparse(fan_out, fan_in, rows, D.itemsize):
+        sparse_w_product(PRODUCT_AT, dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows,
+                         fan_in, fan_out, parallel)
+    elif rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
         transpose(scratch, w_off, params, w_off, fan_out, fan_in, fan_out)
         gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), read_only(D), d_off,
              d_ld, read_only(scratch), w_off, fan_in, scalar(0.0), dA, da_off, da_ld)
@@ -372,12 +380,13 @@ def transpose(T, t_off, M, m_off, m_ld, rows, cols):
 
 @jit(inline="always")
 def dense_backward_input(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, A, a_off, a_ld, rows,
-                         fan_in, fan_out, activation, scratch, parallel):
+                         fan_in, fan_out, activation, relu_deltas, scratch, parallel):
     """dA = (D @ W.T) * f'(A), where A = f(z) is the layer input (IDENTITY: no factor).
+    relu_deltas: D is a relu layer's deltas (see input_gradient_product).
     scratch[w_off:] (fan_in * fan_out elements) may be overwritten."""
     if use_blas(rows, fan_in, fan_out):
         input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows, fan_in,
-                               fan_out, scratch, parallel)
+                               fan_out, relu_deltas, scratch, parallel)
     else:
         n_in, n_out = index(fan_in), index(fan_out)
         for r in range(index(rows)):

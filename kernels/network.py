@@ -129,17 +129,18 @@ def backward(grads, acts, deltas, x, x_off, b, params, layout, cap, activation, 
         # the layer's input: the previous block, or x (rows fan_in apart) for the first layer
         inputs, a_off, a_ld = ((acts, block_offset(layout, l - 1, cap), layout[l - 1, 4])
                                if l > 0 else (x, x_off, fan_in))
+        # a relu layer's deltas are half zeros, which the large products skip
+        relu_deltas = l < layout.shape[0] - 1 and activation == RELU
         if l > 0 or dx.shape[0]:
             # the input's delta (before a step changes W): into the previous block, or into
             # dx (no activation there)
             target, t_off, f = (deltas, a_off, activation) if l > 0 else (dx, 0, IDENTITY)
             # (grads' weights of this layer are free until dense_backward_params writes them)
             dense_backward_input(target, t_off, a_ld, deltas, d_off, d_ld, params, w_off, inputs,
-                                 a_off, a_ld, b, fan_in, fan_out, f, grads, parallel)
+                                 a_off, a_ld, b, fan_in, fan_out, f, relu_deltas, grads, parallel)
         if want_grad:
-            # a relu layer's deltas are half zeros; its own activations are free by now (the
-            # layer above has taken their derivative and its weight gradient)
-            relu_deltas = l < layout.shape[0] - 1 and activation == RELU
+            # (the layer's own activations are free by now: the layer above has taken their
+            # derivative and its weight gradient)
             dense_backward_params(grads, inputs, a_off, a_ld, deltas, d_off, d_ld, params, w_off,
                                   b_off, b, fan_in, fan_out, decay, has_bias, step_lr,
                                   relu_deltas, acts, d_off, parallel)

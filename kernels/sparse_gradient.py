@@ -1,17 +1,19 @@
 """Products with a relu layer's values as one operand, skipping their zeros: its weight
-gradient C = alpha A.T @ D + beta C (sparse_gradient) and the next layer's forward product
-C = A @ W (sparse_product).
+gradient C = alpha A.T @ D + beta C (sparse_gradient), the next layer's forward product
+C = A @ W (sparse_product), and the input gradient through it C = D @ W.T
+(sparse_product_at).
 
 Behind a relu, about half of a hidden layer's activations and deltas are exactly zero
 (each sample's dead units), and their terms add nothing. BLAS runs them all. Here each
 element sums over the nonzero terms only, in order: the same sum as over all terms, less
 terms that add a zero. In float64 that is OpenBLAS's dgemm's own sum (one fused
 multiply-add per term, in order), and C = alpha sum + (beta C) its combination, so the
-bits are the same.
+bits are the same, for sums of up to 384 terms: dgemm adds longer ones in blocks (measured:
+deep's 512-term sums differ from its in the last bits).
 
-Both are one kernel: C's rows j (or columns, transposed) = G @ A, with G (n, rows) the
+All are one kernel: C's rows j (or columns, transposed) = G @ A, with G (n, rows) the
 sparse operand, one row per j: the weight gradient's D transposed (each output's deltas in
-a row), or forward the activations themselves. The work is laid out so the skipping costs
+a row), or the activations or deltas themselves. The work is laid out so the skipping costs
 little. For a chunk of CH of A's columns, the sums of one j run in registers (V vectors of
 L lanes) over that j's nonzero terms s, each a broadcast of G[j, s] and V loads of A's row
 s. The terms come from a bit mask per j and block of SB rows of A (built once per call),
@@ -23,7 +25,8 @@ is an infinity in A where G is zero).
 
 Legend (row-major, as _blas.gemm):
     A (rows, fan_in) at a_off, row length a_ld: the dense operand (X or an activation
-      block for the weight gradient; W forward)
+      block for the weight gradient; W forward; for the input gradient W given as A.T,
+      its blocks then transposed L x L in registers as they are copied)
     G (n, rows) at g_off, row length g_ld: the sparse operand
     C (fan_in, n) transposed, else (n, fan_in), at c_off, row length ldc: its columns
       i_start..i_stop-1 of G @ A are computed
@@ -71,21 +74,74 @@ def _transpose(builder, rows):
     return rows
 
 
+def _define_pack_transposed(module, element, L):
+    """An internal function of `module`: (A, a_off, a_ld, packed, i0, s0, in_block, width,
+    count) copies A's rows s0.. (in_block of them; columns i0.., `width` of them, into
+    `count` vectors a row, V apart) into packed, reading them from A.T's rows i0..: L of its
+    rows and L columns at a time, each block transposed in registers. Lanes past the ends
+    are zeros, not read. A vector at a time down L of A.T's rows (W's rows 4 KiB apart
+    share a set of the L1 cache: across all the vectors' rows first, 256x512 @ 512x512.T
+    took 2329 us, 1890 this way)."""
+    name = f"fastmlp_sparse_pack_transposed_{element}_{L}"
+    if name in module.globals:
+        return module.globals[name]
+    i64 = ir.IntType(64)
+    vector = ir.VectorType(element, L)
+    fnty = ir.FunctionType(ir.VoidType(), [element.as_pointer(), i64, i64, vector.as_pointer()]
+                           + [i64] * 5)
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    A, a_off, a_ld, packed, i0, s0, in_block, width, count = fn.args
+    zero = ir.Constant(vector, None)
+
+    def clamp(value):  # 0 <= value <= L
+        return _min(builder, builder.select(builder.icmp_signed("<", value, i64(0)), i64(0),
+                                            value), i64(L))
+
+    with cgutils.for_range(builder, count) as vectors:
+        v = vectors.index
+        first = builder.add(i0, builder.mul(v, i64(L)))  # A.T's row
+        in_columns = clamp(builder.sub(width, builder.mul(v, i64(L))))
+        with cgutils.for_range_slice(builder, i64(0), in_block, i64(L)) as (t, _):
+            in_rows = clamp(builder.sub(in_block, t))
+            at_row = builder.add(builder.add(a_off, builder.mul(first, a_ld)), builder.add(s0, t))
+            block = []
+            for r in range(L):
+                there = builder.icmp_signed("<", i64(r), in_columns)
+                lanes = _first_lanes(builder, builder.select(there, in_rows, i64(0)), L)
+                at = builder.bitcast(builder.gep(A, [builder.add(
+                    at_row, builder.mul(i64(r), a_ld))]), vector.as_pointer())
+                block.append(_masked(builder, "load", vector, vector,
+                                     [at, ir.IntType(32)(1), lanes, zero]))
+            for r, row in enumerate(_transpose(builder, block)):
+                builder.store(row, builder.gep(packed, [builder.add(
+                    builder.mul(builder.add(t, i64(r)), i64(V)), v)]))
+    builder.ret_void()
+    return fn
+
+
 def _define(module, element, L, transposed):
     """The kernel (see the module's docstring) as an internal function of `module`;
-    transposed: C (fan_in, n) = the sums' transpose (the weight gradient), else C (n, fan_in)."""
+    transposed: C (fan_in, n) = the sums' transpose (the weight gradient), else C (n, fan_in),
+    and its last argument, a_transposed, says A is given as A.T (fan_in, rows), row length
+    a_ld (sparse_product_at; one function with sparse_product: their sums' code is the same,
+    and the callback then compiles in 0.7 s, not 1.2)."""
     name = f"fastmlp_sparse_{'gradient' if transposed else 'product'}_{element}_{L}"
     if name in module.globals:
         return module.globals[name]
     i64, i1 = ir.IntType(64), ir.IntType(1)
     pointer = element.as_pointer()
     fnty = ir.FunctionType(ir.VoidType(), [pointer, i64, i64, pointer, i64, i64, pointer, i64, i64,
-                                           i64, i64, i64, i64, element, element])
+                                           i64, i64, i64, i64, element, element, i1])
     fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta = fn.args
+    (A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n, alpha, beta,
+     a_transposed) = fn.args
+    pack_transposed = None if transposed else _define_pack_transposed(module, element, L)
     vector = ir.VectorType(element, L)
     zero = ir.Constant(vector, None)
     CH = V * L
@@ -149,15 +205,21 @@ def _define(module, element, L, transposed):
             with cgutils.for_range_slice(builder, i64(0), rows, i64(SB)) as (s0, _):
                 b = builder.udiv(s0, i64(SB))
                 first = builder.icmp_unsigned("==", s0, i64(0))
-                if packed is not None:  # the block's rows of the chunk, one after the other
-                    in_block = _min(builder, builder.sub(rows, s0), i64(SB))
-                    with cgutils.for_range(builder, in_block) as copy:
-                        a = builder.add(builder.add(a_off, builder.mul(
-                            builder.add(s0, copy.index), a_ld)), i0)
-                        for v in range(count):
-                            builder.store(load(A, builder.add(a, i64(v * L)), vmasks[v]),
-                                          builder.gep(packed, [builder.add(
-                                              builder.mul(copy.index, i64(V)), i64(v))]))
+                in_block = _min(builder, builder.sub(rows, s0), i64(SB))
+                if packed is not None:
+                    with builder.if_else(a_transposed) as (from_at, from_a):
+                        with from_at:  # (its own function: its code once, not per chunk's)
+                            builder.call(pack_transposed, [
+                                A, a_off, a_ld, packed, i0, s0, in_block,
+                                i64(CH) if width is None else width, i64(count)])
+                        with from_a:  # the block's rows of the chunk, one after the other
+                            with cgutils.for_range(builder, in_block) as copy:
+                                a = builder.add(builder.add(a_off, builder.mul(
+                                    builder.add(s0, copy.index), a_ld)), i0)
+                                for v in range(count):
+                                    builder.store(load(A, builder.add(a, i64(v * L)), vmasks[v]),
+                                                  builder.gep(packed, [builder.add(
+                                                      builder.mul(copy.index, i64(V)), i64(v))]))
                 with cgutils.for_range(builder, in_group) as group:
                     jj = group.index
                     j = builder.add(j0, jj)
@@ -257,8 +319,9 @@ def _define(module, element, L, transposed):
     return fn
 
 
-def _kernel(transposed):
-    """The kernel as an intrinsic (see sparse_gradient and sparse_product)."""
+def _kernel(transposed, a_transposed=False):
+    """The kernel as an intrinsic (see sparse_gradient, sparse_product and
+    sparse_product_at)."""
     @intrinsic
     def kernel(typingctx, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
                alpha, beta):
@@ -280,7 +343,7 @@ def _kernel(transposed):
                          transposed)
             a_off_, a_ld_, g_off_, g_ld_, c_off_, ldc_, start, stop, rows_, n_ = integers
             builder.call(fn, [A_, a_off_, a_ld_, G_, g_off_, g_ld_, C_, c_off_, ldc_, start, stop,
-                              rows_, n_] + scalars)
+                              rows_, n_] + scalars + [ir.IntType(1)(a_transposed)])
             return context.get_dummy_value()
         return sig, codegen
     return kernel
@@ -295,28 +358,39 @@ sparse_gradient = _kernel(True)
 # C (n, fan_in)[:, i_start:i_stop] = alpha G @ A + beta C: a layer's forward product, G the
 # relu activations it takes (half of them zero) and A its W
 sparse_product = _kernel(False)
+# The same with A given as A.T (fan_in, rows) at a_off, row length a_ld, and its rows
+# i_start.. used: the input gradient D @ W.T through a relu layer, G its deltas (half of
+# them zero) and A.T its W
+sparse_product_at = _kernel(False, True)
 
 
 # The kernels behind BLAS's interface, as small_gemm.py's loops (and for the same reason:
 # _blas.py compiles them once per dtype as a C callback, which kernels call through a cell;
 # inside each kernel, their IR made a cold compile longer every time). Fortran's order, the
-# first flag the product: _blas.sparse calls (mode, N, n, width, rows, alpha, G, g_ld, A,
-# a_ld, beta, C, ldc), each matrix at the start of the part it works on.
-GRADIENT, PRODUCT, NOT_TRANSPOSED = np.int8(ord("G")), np.int8(ord("P")), np.int8(ord("N"))
+# first flag the product (GRADIENT: sparse_gradient, PRODUCT: sparse_product, PRODUCT_AT:
+# sparse_product_at): _blas.sparse calls (mode, N, n, width, rows, alpha, G, g_ld, A, a_ld,
+# beta, C, ldc), each matrix at the start of the part it works on.
+GRADIENT, PRODUCT, PRODUCT_AT = np.int8(ord("G")), np.int8(ord("P")), np.int8(ord("T"))
+NOT_TRANSPOSED = np.int8(ord("N"))
 
 
 def from_fortran(mode, unused, n, width, rows, alpha, g, g_ld, a, a_ld, beta, c, ldc):
-    transposed = mode[0] == GRADIENT
     G = array_at(g, _extent(n[0], rows[0], g_ld[0]))
-    A = array_at(a, _extent(rows[0], width[0], a_ld[0]))
-    C = array_at(c, _extent(width[0], n[0], ldc[0]) if transposed
-                 else _extent(n[0], width[0], ldc[0]))
-    if transposed:
+    if mode[0] == GRADIENT:
+        A = array_at(a, _extent(rows[0], width[0], a_ld[0]))
+        C = array_at(c, _extent(width[0], n[0], ldc[0]))
         sparse_gradient(A, 0, a_ld[0], G, 0, g_ld[0], C, 0, ldc[0], 0, width[0], rows[0], n[0],
                         alpha[0], beta[0])
-    else:
+        return
+    C = array_at(c, _extent(n[0], width[0], ldc[0]))
+    if mode[0] == PRODUCT:
+        A = array_at(a, _extent(rows[0], width[0], a_ld[0]))
         sparse_product(A, 0, a_ld[0], G, 0, g_ld[0], C, 0, ldc[0], 0, width[0], rows[0], n[0],
                        alpha[0], beta[0])
+    else:
+        A = array_at(a, _extent(width[0], rows[0], a_ld[0]))
+        sparse_product_at(A, 0, a_ld[0], G, 0, g_ld[0], C, 0, ldc[0], 0, width[0], rows[0],
+                          n[0], alpha[0], beta[0])
 
 
 @jit(inline="always")
@@ -348,6 +422,14 @@ if config.DISABLE_JIT:  # kernels run as Python (coverage, tests that swap a hel
                        alpha, beta):
         """The same product in NumPy, on views of the buffers."""
         a = _view(A, a_off + i_start, rows, i_stop - i_start, a_ld)
+        target = _view(C, c_off + i_start, n, i_stop - i_start, ldc)
+        target[...] = alpha * (_view(G, g_off, n, rows, g_ld) @ a) + (beta * target if beta
+                                                                       else 0)
+
+    def sparse_product_at(A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows,
+                          n, alpha, beta):
+        """The same product in NumPy, on views of the buffers."""
+        a = _view(A, a_off + i_start * a_ld, i_stop - i_start, rows, a_ld).T
         target = _view(C, c_off + i_start, n, i_stop - i_start, ldc)
         target[...] = alpha * (_view(G, g_off, n, rows, g_ld) @ a) + (beta * target if beta
                                                                        else 0)
