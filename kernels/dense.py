@@ -130,8 +130,10 @@ def dense_forward(Z, z_off, z_ld, A, a_off, a_ld, params, w_off, b_off, rows, fa
     zero, which sparse_w_product skips where the layer is large enough."""
     blas = use_blas(rows, fan_in, fan_out)
     if blas and relu_input and use_sparse(fan_in, fan_out, rows, Z.itemsize):
-        sparse_w_product(PRODUCT, Z, z_off, z_ld, A, a_off, a_ld, params, w_off, rows, fan_out,
-                         fan_in, parallel)
+        # (G read-only from both callers, and i_start an int64 in both calls of sparse below:
+        # each compiles once per dtype)
+        sparse_w_product(PRODUCT, Z, z_off, z_ld, read_only(A), a_off, a_ld, params, w_off, rows,
+                         fan_out, fan_in, parallel)
     elif blas:
         # float32 by rows only where that saves the serial kernels a call (_config)
         by_columns = Z.itemsize == 4 and (rows < FLOAT32_FORWARD_ROW_SPLIT_MIN_ROWS
@@ -245,7 +247,7 @@ def sparse_weight_gradient(A, a_off, a_ld, D, d_off, d_ld, G, g_off, C, c_off, r
     # (the operands' types as in the other products': gemm_in_blocks compiles once)
     if parallel is None or rows * fan_in * fan_out < PARALLEL_MIN_MACS:
         sparse(GRADIENT, read_only(A), a_off, a_ld, read_only(G), g_off, rows, C, c_off, fan_out,
-               0, fan_in, rows, fan_out, alpha, beta)
+               np.int64(0), fan_in, rows, fan_out, alpha, beta)
     else:
         gemm_in_blocks(flag(False), GRADIENT, flag(True), flag(False), fan_in, fan_out, rows,
                        alpha, read_only(A), a_off, a_ld, read_only(G), g_off, rows, beta, C,
@@ -262,8 +264,8 @@ def sparse_w_product(mode, C, c_off, ldc, G, g_off, g_ld, params, w_off, rows, w
     sparse_weight_gradient, by C's columns."""
     w_ld = width if mode == PRODUCT else depth
     if parallel is None or rows * width * depth < PARALLEL_MIN_MACS:
-        sparse(mode, read_only(params), w_off, w_ld, read_only(G), g_off, g_ld, C, c_off, ldc, 0,
-               width, depth, rows, scalar(1.0), scalar(0.0))
+        sparse(mode, read_only(params), w_off, w_ld, read_only(G), g_off, g_ld, C, c_off, ldc,
+               np.int64(0), width, depth, rows, scalar(1.0), scalar(0.0))
     else:
         gemm_in_blocks(flag(False), mode, flag(False), flag(False), width, rows, depth,
                        scalar(1.0), read_only(params), w_off, w_ld, read_only(G), g_off, g_ld,
@@ -356,8 +358,8 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
     a relu layer's deltas, about half of them zero, which sparse_w_product skips where the
     layer is large enough (use_sparse)."""
     if relu_deltas and use_sparse(fan_out, fan_in, rows, D.itemsize):
-        sparse_w_product(PRODUCT_AT, dA, da_off, da_ld, D, d_off, d_ld, params, w_off, rows,
-                         fan_in, fan_out, parallel)
+        sparse_w_product(PRODUCT_AT, dA, da_off, da_ld, read_only(D), d_off, d_ld, params, w_off,
+                         rows, fan_in, fan_out, parallel)
     elif rows * fan_in * fan_out < TRANSPOSED_W_MAX_MACS:
         transpose(scratch, w_off, params, w_off, fan_out, fan_in, fan_out)
         gemm(flag(False), flag(False), rows, fan_in, fan_out, scalar(1.0), read_only(D), d_off,

@@ -27,7 +27,7 @@ from numba import prange
 
 from ._config import (ALIASED_ROW_BYTES, CHUNKS, PARALLEL_MIN_MACS, PREFETCH_MIN_BYTES,
                       PREFETCH_ROWS_AHEAD, ROW_PAD_BYTES, inner_jit, jit, parallel_inner_jit)
-from ._memory import copy, prefetch
+from ._memory import copy, prefetch, read_only
 from .activations import IDENTITY, RELU
 from .checks import all_finite
 from .dense import dense_backward_input, dense_backward_params, dense_forward
@@ -193,7 +193,7 @@ def gather_rows(x_batch, X, order, start, stop, n_in, first, last, check):
         copy(x_batch, r * n_in, X, src, n_in)  # a memcpy: 1.5x an element loop at 784
         if check:  # (the row just copied, in the cache: an element loop copying and
             # checking at once ran no faster)
-            bad |= not all_finite(x_batch, r * n_in, (r + 1) * n_in)
+            bad |= not all_finite(read_only(x_batch), r * n_in, (r + 1) * n_in)
     return not bad
 
 
@@ -297,12 +297,14 @@ def train_epoch(params, grads, velocity, adam_m, adam_v, acts, deltas, x_batch,
     if not rows_finite:
         return epoch_loss, True, False
     # the check the caller would make next, here: a compiled call from Python fewer
-    p, zero = params.shape[0], np.int64(0)  # (a literal 0 would compile all_finite again)
-    finite = all_finite(params, zero, p)
+    # (a literal 0 would compile all_finite again, and so would a writable array: X is not)
+    p, zero = params.shape[0], np.int64(0)
+    finite = all_finite(read_only(params), zero, p)
     if adam_m is not None:
-        finite = finite and all_finite(adam_m, zero, p) and all_finite(adam_v, zero, p)
+        finite = (finite and all_finite(read_only(adam_m), zero, p)
+                  and all_finite(read_only(adam_v), zero, p))
     elif velocity is not None:
-        finite = finite and all_finite(velocity, zero, p)
+        finite = finite and all_finite(read_only(velocity), zero, p)
     return (epoch_loss / n if mean else epoch_loss), finite, True
 
 

@@ -3,6 +3,7 @@ fixed chunks (not by thread count) and the BLAS under them runs single-threaded.
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numba
@@ -47,22 +48,44 @@ def test_one_and_two_threads_give_identical_bits(sizes, batch, dtype):
         assert a.tobytes() == b.tobytes()
 
 
+# In a process of its own: other tests call some of these helpers with other types.
+_SHARED_HELPERS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])  # this file's folder
+    import numba
+    from test_threads import train
+    from fastmlp.kernels import _blas, dense, network
+    train([300, 128, 128, 10], 128, 2)
+    train([300, 128, 128, 10], 128, 1)
+    for helper in (network.gather_rows, dense.gemm_block, dense.gemm_in_blocks, dense.product,
+                   _blas.gemm, _blas.sparse, dense.sparse_w_product, dense.sparse_weight_gradient,
+                   dense.input_gradient_product):
+        # `parallel` is None for the serial kernels, a bool for the parallel ones: two
+        # variants by design; any other difference is one too many
+        parallel = {i for sig in helper.signatures for i, t in enumerate(sig)
+                    if t == numba.types.none}
+        variants = {tuple("parallel" if i in parallel else t for i, t in enumerate(sig))
+                    for sig in helper.signatures}
+        print(helper.__name__, len(variants), helper.signatures)
+""")
+
+
 @needs_two
 def test_the_serial_and_parallel_epochs_compile_their_shared_helpers_once():
     # A helper called with a literal 0 in one place and an int64 in another, or with
     # prange's unsigned index and range's signed one, compiles twice: ~0.5 s of a cold
     # compile of the parallel epoch (784-512-512-10 at 2 threads). So does a product
     # whose A is read-only (the data, or activations typed with it) in one layer's call
-    # and writable (the deltas) in another's: kernels/_memory.read_only.
-    from fastmlp.kernels import _blas, dense, network
-    train([784, 128, 10], 128, 2)
-    train([784, 128, 10], 128, 1)
-    for helper in (network.gather_rows, dense.gemm_block, dense.gemm_in_blocks, _blas.gemm):
-        array_types = [tuple(t for t in sig if isinstance(t, numba.types.Array))
-                       for sig in helper.signatures]
-        assert array_types and len(set(array_types)) == len(array_types), helper.signatures
-        # one variant per dtype (other tests of this process may have compiled float32)
-        assert len(array_types) == len({types[0].dtype for types in array_types}), helper.signatures
+    # and writable (the deltas) in another's: kernels/_memory.read_only. The model takes
+    # every product: BLAS's, split and not, and the three that skip a relu layer's zeros.
+    # (an empty cache: a kernel loaded from it never compiles its helpers)
+    with tempfile.TemporaryDirectory() as cache:
+        done = subprocess.run([sys.executable, "-c", _SHARED_HELPERS, os.path.dirname(__file__)],
+                              capture_output=True, text=True, env=dict(os.environ,
+                                                                       NUMBA_CACHE_DIR=cache))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 9 and all(line.split()[1] == "1" for line in lines), done.stdout
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
