@@ -84,6 +84,22 @@ def test_model_draws_what_the_reference_draws():
         assert fast._rng.random() == ref._rng.random()
 
 
+def test_large_models_draw_with_numpys_shuffle_what_the_reference_draws():
+    """Models of COMPILED_SHUFFLE_MAX_MACS multiply-adds a row or more shuffle with
+    NumPy's shuffle (the compiled one would only add its compile): the same orders."""
+    sizes = [128, 128, 10]
+    assert 128 * 128 + 128 * 10 >= core.COMPILED_SHUFFLE_MAX_MACS > 4 * 5 + 5
+    X = np.random.default_rng(0).normal(size=(101, 128))
+    y = np.random.default_rng(1).integers(0, 10, 101)
+    models = [cls(sizes, random_state=7) for cls in (fastmlp.MLP, reference.MLP)]
+    for model in models:
+        model.fit(X, y, epochs=3, batch_size=10, lr=0.1)
+    fast, ref = models
+    assert getattr(fast, "_kernel_draws", None) is None
+    np.testing.assert_allclose(fast.loss_curve_, ref.loss_curve_, rtol=1e-12)
+    assert fast._rng.random() == ref._rng.random()
+
+
 def test_pickled_model_draws_from_its_own_generator():
     X = np.random.default_rng(1).normal(size=(50, 3))
     y = X.sum(axis=1)
