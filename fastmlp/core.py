@@ -25,6 +25,8 @@ import contextlib
 import ctypes
 import functools
 import os
+import subprocess
+import sys
 import threading
 
 import numba
@@ -114,42 +116,79 @@ def _products_per_row(layer_sizes):
     return sum(i * o for i, o in layer_shapes(layer_sizes))
 
 
-_loops_loaded = set()  # dtypes whose small-product loops this process has loaded
-_sparse_loaded = set()  # dtypes whose products that skip a relu layer's zeros it has loaded
+_loaded = set()  # (dtype, kind) of the C callbacks this process has loaded (kernels/_blas.py)
+
+# A cold start compiles the C callbacks a model needs (the small products' loops, ~0.6 s, and
+# the products that skip a relu layer's zeros, ~0.7 s) in a helper process, on another core,
+# while this one compiles the epoch: they then load from numba's cache (or compile here if the
+# helper could not: another cache, an error). 784-512-512-10's cold compile at 2 threads lost
+# 0.5-1.0 s with its callback cached beforehand (three rounds).
+COMPILE_CALLBACKS_IN_HELPER = True
+_HELPER = "import sys; from fastmlp.kernels import _blas; [_blas.load(sys.argv[1], kind) " \
+          "for kind in sys.argv[2:]]"
 
 
-def _load_loops_for(model, rows):
-    """Before a kernel call whose batches have `rows` rows or more: load (or compile)
-    small_gemm's loops for the model's dtype if one of its products may run in them:
-    smaller than SMALL_GEMM_MAX_MACS multiply-adds, or a float64 product with a W of
-    at most LOOPS_MAX_B_FLOAT64 elements (kernels/_blas.py; without them the kernels
-    run those in OpenBLAS, in other last bits). A model whose products never do never
-    builds them: ~0.8 s of its cold compile. And the products that skip a relu layer's
-    zeros (_load_sparse_for)."""
+def _callbacks_for(model, rows):
+    """The C callbacks (kernels/_blas.py) a kernel call whose batches have `rows` rows or
+    more may run, and this process has not loaded: small_gemm's loops (LOOPS) if one of its
+    products may run in them: smaller than SMALL_GEMM_MAX_MACS multiply-adds, or a float64
+    product with a W of at most LOOPS_MAX_B_FLOAT64 elements (without them the kernels run
+    those in OpenBLAS, in other last bits; a model whose products never do never builds
+    them: ~0.8 s of its cold compile). And sparse_gradient.py's products (SPARSE), whose cell
+    holds nothing until they load, if a call may run one (kernels/dense.py's use_sparse,
+    whatever the rows): a relu layer's weight gradient over two chunks of fan_in (and so
+    its input gradient, which takes a block of fan_out too), or a forward product from a
+    relu layer over a block of fan_in into two chunks of fan_out."""
+    kinds = []
     smallest = _smallest_product(model.layer_sizes)  # a layer's fan_in * fan_out: W's size
-    if model.dtype not in _loops_loaded and (rows * smallest < SMALL_GEMM_MAX_MACS or (
+    if (model.dtype, _blas.LOOPS) not in _loaded and (rows * smallest < SMALL_GEMM_MAX_MACS or (
             small_gemm.WIDE and model.dtype == np.float64 and smallest <= LOOPS_MAX_B_FLOAT64)):
-        _blas.load_loops(model.dtype)
-        _loops_loaded.add(model.dtype)
-    _load_sparse_for(model)
+        kinds.append(_blas.LOOPS)
+    if (model.dtype, _blas.SPARSE) not in _loaded and model.activation == "relu":
+        chunks = 2 * sparse_gradient.chunk_columns(np.dtype(model.dtype).itemsize)
+        shapes = list(layer_shapes(model.layer_sizes))
+        if (any(fan_in >= chunks for fan_in, _ in shapes[:-1])
+                or any(fan_in >= sparse_gradient.SB and fan_out >= chunks
+                       for fan_in, fan_out in shapes[1:])):
+            kinds.append(_blas.SPARSE)
+    return kinds
 
 
-def _load_sparse_for(model):
-    """Load (or compile) sparse_gradient.py's products for the model's dtype if a call
-    may run one (kernels/dense.py's use_sparse, whatever the rows): a relu layer's weight
-    gradient over two chunks of fan_in (and so its input gradient, which takes a block of
-    fan_out too), or a forward product from a relu layer over a block of fan_in into two
-    chunks of fan_out. The kernels call them through a cell that holds
-    nothing until then."""
-    if model.dtype in _sparse_loaded or model.activation != "relu":
-        return
-    chunks = 2 * sparse_gradient.chunk_columns(np.dtype(model.dtype).itemsize)
-    shapes = list(layer_shapes(model.layer_sizes))
-    if (any(fan_in >= chunks for fan_in, _ in shapes[:-1])
-            or any(fan_in >= sparse_gradient.SB and fan_out >= chunks
-                   for fan_in, fan_out in shapes[1:])):
-        _blas.load_sparse(model.dtype)
-        _sparse_loaded.add(model.dtype)
+def _load_callbacks_for(model, rows):
+    """Before a kernel call whose batches have `rows` rows or more: load (or compile) the
+    callbacks it may run (_callbacks_for)."""
+    for kind in _callbacks_for(model, rows):
+        _blas.load(model.dtype, kind)
+        _loaded.add((model.dtype, kind))
+
+
+def _compile_with_callbacks(dispatcher, args, model, rows):
+    """The first call of `dispatcher` with `args` is next: compile it (or load it from
+    numba's cache) while a helper process compiles the callbacks it may run that numba's
+    cache lacks (COMPILE_CALLBACKS_IN_HELPER), then load them."""
+    missing = [kind for kind in _callbacks_for(model, rows)
+               if not _blas.load_cached(model.dtype, kind)]
+    helper = None
+    if missing and COMPILE_CALLBACKS_IN_HELPER and sys.executable:
+        try:
+            # (this process's import path: the helper imports the same fastmlp)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+            helper = subprocess.Popen(
+                [sys.executable, "-c", _HELPER, np.dtype(model.dtype).name, *missing], env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:  # no process to be had: they compile here
+            pass
+    if helper is not None:
+        try:
+            # (the types numba's dispatch gives these arguments: the call finds this code)
+            dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
+        finally:
+            try:
+                helper.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+    _load_callbacks_for(model, rows)
 
 
 def _bit_generator(rng):
@@ -235,8 +274,6 @@ class MLP(BaseMLP):
 
     def _train_epoch(self, data, order, batch_size, s, step):
         arrays, settings, serial = self._epoch_arguments(batch_size, s)
-        if self.dtype not in _loops_loaded:  # (checked here first: a call costs ~0.1 us)
-            _load_loops_for(self, len(order) % batch_size or min(batch_size, len(order)))
         # serial: even a full batch's products are below PARALLEL_MIN_MACS, so whatever the
         # thread count _kernel_mode picks the serial kernels (~0.3 us a call less)
         context, parallel = _SERIAL if serial else _kernel_mode(
@@ -250,6 +287,12 @@ class MLP(BaseMLP):
         # tests/test_direct_calls.py).
         kept = self._kernel_entry
         epoch = kept[2] if kept is not None and kept[0] is arrays and kept[1] is parallel else None
+        if epoch is None or (self.dtype, _blas.LOOPS) not in _loaded:  # (~0.1 us a call)
+            rows = len(order) % batch_size or min(batch_size, len(order))  # the last batch's
+            if epoch is None:
+                _compile_with_callbacks(network.train_epoch, args, self, rows)
+            else:  # a smaller last batch may take the loops
+                _load_callbacks_for(self, rows)
         if context is _no_lock:  # (a with block costs ~0.2 us, a small epoch's 0.5%)
             loss, finite, rows_finite = epoch(*args) if epoch else network.train_epoch(*args)
         else:
@@ -278,7 +321,6 @@ class MLP(BaseMLP):
         if kept is not None and kept[0] == batch_size and kept[1] is s:
             return kept[2]
         single_threaded_blas()
-        _load_sparse_for(self)  # (here, not in every call: _train_epoch checks the loops only)
         acts, deltas, x_batch = self._workspace(batch_size)
         if getattr(self, "_grads", None) is None or self._grads.shape != self.params.shape:
             self._grads = aligned_empty(len(self.params), self.dtype)
@@ -333,7 +375,7 @@ class MLP(BaseMLP):
         acts = aligned_empty(self._layer_buffer_size(cap), self.dtype)
         out = np.empty((len(X), self.layer_sizes[-1]), self.dtype)
         activation, output = self._codes()
-        _load_loops_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
+        _load_callbacks_for(self, len(X) % PREDICT_ROWS or cap)  # the last block's rows
         context, parallel = _kernel_mode(cap * self._largest_product())
         with context:
             network.predict_outputs(out, X.ravel(), self.params, self._kernel_layout(), acts,
@@ -348,7 +390,7 @@ class MLP(BaseMLP):
         grads = aligned_empty(len(self.params), self.dtype)
         dx = np.empty((n if want_input_grad else 0, data.X.shape[1]), self.dtype)
         activation, output = self._codes()
-        _load_loops_for(self, n)
+        _load_callbacks_for(self, n)
         context, parallel = _kernel_mode(n * self._largest_product())
         with context:
             loss = network.loss_and_backward(

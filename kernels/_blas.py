@@ -120,6 +120,23 @@ def _load(dtype, kind):
                 _CELLS[_name_of(dtype), kind].value = callback.address
 
 
+def load(dtype, kind):
+    """Load (or compile) the callback of `kind` (LOOPS or SPARSE) for `dtype`: load_loops or
+    load_sparse."""
+    _load(dtype, kind)
+
+
+def load_cached(dtype, kind):
+    """Load the callback of `kind` for `dtype` if numba's cache has it (another process may
+    have compiled it since this one started); whether it is loaded. Compiles nothing."""
+    callback, cell = _CALLBACKS[_name_of(dtype), kind], _CELLS[_name_of(dtype), kind]
+    if callback.address is None and not config.DISABLE_JIT:
+        with _loading:
+            if callback.address is None and _load_cached(callback):
+                cell.value = callback.address
+    return callback.address is not None or config.DISABLE_JIT
+
+
 def load_loops(dtype):
     """Make the kernels of `dtype` run their products below SMALL_GEMM_MAX_MACS in
     small_gemm.py's loops from now on: loaded from numba's cache, or compiled (~0.6 s).

@@ -1,6 +1,7 @@
 """What compiles when: a changed kernel source clears numba's cache of the kernels
 (numba alone would load a cached function whose helper in another file changed), an
-epoch compiles only its output's loss, the small product loops load when first needed,
+epoch compiles only its output's loss, the small product loops load when first needed (on a
+cold start compiled by a helper process meanwhile),
 read-only inputs run the kernels writable ones compiled, and the kernels fastmlp calls from
 Python have the wrapper that call needs."""
 import ast
@@ -109,6 +110,37 @@ def test_the_small_product_loops_load_when_a_call_first_needs_them(tmp_path):
         path.unlink()
     assert run("recompiled.npy") == ["False", "False", "False", "True"]
     assert np.array_equal(np.load(tmp_path / "recompiled.npy"), compiled)
+
+
+# A model that runs both callbacks in float64 (its W of 300 x 128 float64 in the loops,
+# its relu layer's weight gradient skipping zeros), fit in a fresh process
+HELPER_FIT = """
+import sys, numpy as np, fastmlp
+from fastmlp.kernels import _blas
+if sys.argv[2] == "failing":  # a helper that exits at once, having compiled nothing
+    sys.executable = "/bin/false"
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(200, 300)), rng.integers(0, 10, 200)
+model = fastmlp.MLP([300, 128, 10], dtype=np.float64, random_state=0)
+model.fit(X, y, epochs=2, batch_size=64, lr=0.01)
+np.save(sys.argv[1], model.params)
+print(*(_blas._CALLBACKS["dgemm", kind]._cache_hits for kind in (_blas.LOOPS, _blas.SPARSE)))
+"""
+
+
+def test_a_cold_start_compiles_the_callbacks_in_a_helper_process(tmp_path):
+    # fastmlp/core.py: while the epoch compiles here, a helper process compiles the
+    # callbacks into numba's cache, and they load from there: one cache hit each. When the
+    # helper fails, they compile here (no hit), to the same bits.
+    def run(path, helper, cache):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache))
+        return subprocess.run([sys.executable, "-c", HELPER_FIT, str(tmp_path / path), helper],
+                              env=env, check=True, timeout=600, capture_output=True,
+                              text=True).stdout.split()
+
+    assert run("helped.npy", "working", "first") == ["1", "1"]
+    assert run("unhelped.npy", "failing", "second") == ["0", "0"]
+    assert np.array_equal(np.load(tmp_path / "helped.npy"), np.load(tmp_path / "unhelped.npy"))
 
 
 def fit_predict_and_grad(output, X, y, w):
