@@ -370,14 +370,22 @@ def input_gradient_product(dA, da_off, da_ld, D, d_off, d_ld, params, w_off, row
                 read_only(D), d_off, d_ld, params, w_off, fan_out, scalar(0.0), dA, da_off, da_ld)
 
 
+TILE = 16  # transpose's tiles: TILE rows of M, TILE columns
+
+
 @jit(inline="always")
 def transpose(T, t_off, M, m_off, m_ld, rows, cols):
-    """T (cols, rows) at t_off = M (rows, cols) at m_off, row length m_ld, transposed."""
-    n_rows, n_cols = index(rows), index(cols)
-    for j in range(n_cols):
-        t = index(t_off) + j * n_rows
-        for i in range(n_rows):
-            T[t + i] = M[index(m_off) + i * index(m_ld) + j]
+    """T (cols, rows) at t_off = M (rows, cols) at m_off, row length m_ld, transposed, a
+    tile at a time: each of M's cache lines is read once, not once per column. Read a
+    column at a time, deep's 256x512 deltas took 292 us in float32 (rows 2 KiB apart, in
+    two sets of the L1 cache) and 369 us in float64 with rows 4 KiB apart."""
+    n_rows, n_cols, tile = index(rows), index(cols), index(TILE)
+    for i0 in range(index(0), n_rows, tile):
+        i1 = min(i0 + tile, n_rows)
+        for j in range(n_cols):
+            t = index(t_off) + j * n_rows
+            for i in range(i0, i1):
+                T[t + i] = M[index(m_off) + i * index(m_ld) + j]
 
 
 @jit(inline="always")

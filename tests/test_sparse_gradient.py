@@ -18,6 +18,7 @@ import pytest
 import fastmlp
 import fastmlp.reference
 from conftest import GUARD_PAGES
+from fastmlp.kernels import dense
 from fastmlp.kernels._config import OPTIONS, SPARSE_MIN_MACS
 from fastmlp.kernels.sparse_gradient import (GROUP, SB, chunk_columns, masks_fit, sparse_gradient,
                                              sparse_product, sparse_product_at)
@@ -104,6 +105,25 @@ def test_the_sparse_kernels_have_the_bits_of_the_sum_over_every_term(mode, dtype
             sparse(mode, A, a_off, a_ld, G, g_off, g_ld, C, c_off, ldc, i_start, i_stop, rows, n,
                    alpha, beta)
             assert C.tobytes() == expected.tobytes(), (rows, fan_in, n, density, i_start, i_stop)
+
+
+@numba.njit
+def transpose(T, t_off, M, m_off, m_ld, rows, cols):
+    dense.transpose(T, t_off, M, m_off, m_ld, rows, cols)
+
+
+def test_the_deltas_transpose_tile_by_tile_to_numpys_transpose():
+    # (the weight gradient's deltas are transposed first: dense.transpose, in tiles of TILE)
+    rng = np.random.default_rng(2)
+    tile = dense.TILE
+    for rows, cols in ((1, 1), (tile, tile), (tile + 1, 3), (70, 2 * tile + 5), (256, 100)):
+        m_ld, m_off, t_off = cols + int(rng.integers(0, 9)), int(rng.integers(0, 5)), 3
+        M = rng.standard_normal(m_off + rows * m_ld)
+        T = np.full(t_off + rows * cols + 4, np.nan)
+        transpose(T, t_off, M, m_off, m_ld, rows, cols)
+        expected = M[m_off:].reshape(rows, m_ld)[:, :cols].T.ravel()
+        assert np.array_equal(T[t_off:t_off + rows * cols], expected), (rows, cols)
+        assert np.isnan(T[:t_off]).all() and np.isnan(T[t_off + rows * cols:]).all()
 
 
 def test_nan_deltas_count_and_negative_zeros_do_not():
