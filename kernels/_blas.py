@@ -28,8 +28,8 @@ so a model whose products are all larger never builds it: ~0.8 s of a cold compi
 then the cell holds the small instance's gemm, which takes the same arguments and
 gives the same product in other last bits.
 sparse_gradient.py's products that skip a relu layer's zeros are a second C callback per
-dtype behind the same interface, with a cell of their own (sparse, load_sparse), which
-holds nothing until Python loads them before a call that may run one.
+dtype behind the same interface, with a cell of their own (sparse, load), which holds
+nothing until Python loads them before a call that may run one.
 
 Legend (row-major, as everywhere in fastmlp):
     op(A) (m, k) and op(B) (k, n) and C (m, n), each at an offset of a flat buffer;
@@ -111,55 +111,47 @@ for (_name, _kind), _cell in _CELLS.items():
 _loading = threading.Lock()
 
 
-def _load(dtype, kind):
-    callback = _CALLBACKS[_name_of(dtype), kind]
+def load(dtype, kind):
+    """Load the callback of `kind` (LOOPS or SPARSE) for `dtype` from numba's cache, or
+    compile it (~0.6 s, ~0.7 s). Call it before a kernel that may run it: until then the
+    loops' cell holds the small OpenBLAS instance's gemm (the same products in other last
+    bits), the sparse products' no function."""
+    key = (_name_of(dtype), kind)
+    if _CALLBACKS[key].address is None and not config.DISABLE_JIT:
+        with _loading:
+            if _CALLBACKS[key].address is None:
+                _CALLBACKS[key].compile()
+                _CELLS[key].value = _CALLBACKS[key].address
+
+
+def load_loops(dtype):
+    """load(dtype, LOOPS): from now on the kernels of `dtype` run their products below
+    SMALL_GEMM_MAX_MACS in small_gemm.py's loops."""
+    load(dtype, LOOPS)
+
+
+def _load_from_cache(key):
+    """Load the callback `key` if numba's cache has it; whether it is loaded."""
+    callback = _CALLBACKS[key]
     if callback.address is None and not config.DISABLE_JIT:
         with _loading:
-            if callback.address is None:
-                callback.compile()
-                _CELLS[_name_of(dtype), kind].value = callback.address
-
-
-def load(dtype, kind):
-    """Load (or compile) the callback of `kind` (LOOPS or SPARSE) for `dtype`: load_loops or
-    load_sparse."""
-    _load(dtype, kind)
+            if callback.address is None and _load_cached(callback):
+                _CELLS[key].value = callback.address
+    return callback.address is not None or config.DISABLE_JIT
 
 
 def load_cached(dtype, kind):
     """Load the callback of `kind` for `dtype` if numba's cache has it (another process may
     have compiled it since this one started); whether it is loaded. Compiles nothing."""
-    callback, cell = _CALLBACKS[_name_of(dtype), kind], _CELLS[_name_of(dtype), kind]
-    if callback.address is None and not config.DISABLE_JIT:
-        with _loading:
-            if callback.address is None and _load_cached(callback):
-                cell.value = callback.address
-    return callback.address is not None or config.DISABLE_JIT
-
-
-def load_loops(dtype):
-    """Make the kernels of `dtype` run their products below SMALL_GEMM_MAX_MACS in
-    small_gemm.py's loops from now on: loaded from numba's cache, or compiled (~0.6 s).
-    Call it before a kernel that may run such a product: until then they run in the
-    small OpenBLAS instance, in other last bits."""
-    _load(dtype, LOOPS)
-
-
-def load_sparse(dtype):
-    """Load (or compile, ~0.5 s) the products that skip a relu layer's zeros
-    (sparse_gradient.py) for `dtype`. Call it before a kernel that may run one: until
-    then their cell holds no function."""
-    _load(dtype, SPARSE)
+    return _load_from_cache((_name_of(dtype), kind))
 
 
 # Callbacks already in numba's cache load on import, as before the cell: loaded at their
 # first use instead (after other kernels' code), tiny at batch 32 ran ~2% slower
 # (37.8-38.1 -> 38.6-39.1 us a partial_fit call, medians of 3 runs of 6-8 alternating
 # rounds), from where their code then lies in memory.
-if not config.DISABLE_JIT:
-    for _key, _callback_ in _CALLBACKS.items():
-        if _load_cached(_callback_):
-            _CELLS[_key].value = _callback_.address
+for _key in _CALLBACKS:
+    _load_from_cache(_key)
 
 
 def loops_loaded(dtype):

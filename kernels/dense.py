@@ -68,10 +68,10 @@ def row_boundary(m, c, itemsize):
 @inner_jit
 def gemm_block(c, split_columns, mode, trans_a, trans_b, m, n, k, alpha, A, a_off, lda, B, b_off,
                ldb, beta, C, c_off, ldc):
-    """Block c of CHUNKS of the product (see above). mode GRADIENT or PRODUCT: one of
-    sparse_gradient.py's products instead, with B as its sparse operand G (n, k) and m of
-    A's columns, split by those in chunks of CH (one parallel kernel serves both: each
-    compiles in ~1.4 s)."""
+    """Block c of CHUNKS of the product (see above). mode GRADIENT, PRODUCT or PRODUCT_AT:
+    one of sparse_gradient.py's products instead, with B as its sparse operand G (n, k) and
+    m of A's columns, split by those in chunks of CH (one parallel kernel serves them all:
+    each compiles in ~1.4 s)."""
     if mode != DENSE:
         width = chunk_columns(C.itemsize)
         chunks = (m + width - 1) // width
